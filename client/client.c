@@ -1,0 +1,612 @@
+/*
+ * client.c - the client object and its connection: handshake, heartbeats,
+ * reconnects, the pump that does all I/O inside the caller's waits, the
+ * handling of every message the broker sends a client, ping and stats.
+ */
+#include <errno.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <unistd.h>
+
+#include <zmq.h>
+
+#include "client_impl.h"
+
+#define RECONNECT_LIMIT_DEFAULT_MS 30000
+#define MAX_BATCH_DEFAULT 256
+/* The protocol's default max_batch: the most a broker is sure to accept. */
+#define MAX_BATCH_LIMIT 10000
+/* Longest single sleep of the pump, so that the clock is re-read now and
+ * then even when nothing is due. */
+#define POLL_MAX_MS 60000
+/* How long a destroyed client lets its BYE go out. */
+#define BYE_LINGER_MS 100
+
+int taskq__ids_reserve(taskq_client_t *c, size_t n)
+{
+    if (n <= c->ids_cap)
+        return 0;
+    uint64_t *ids = realloc(c->ids, n * sizeof *ids);
+    if (!ids)
+        return TASKQ_ENOMEM;
+    c->ids = ids;
+    c->ids_cap = n;
+    return 0;
+}
+
+/* Send the frame in c->out if the connection is ready. */
+static int send_out(taskq_client_t *c)
+{
+    return c->conn == TASKQ__CONN_READY ? taskq__send(c->sock, &c->out) : 0;
+}
+
+int taskq__send_jobs(taskq_client_t *c, uint8_t type, const uint64_t *ids, size_t n)
+{
+    if (c->conn != TASKQ__CONN_READY)
+        return 0;
+    for (size_t i = 0; i < n; i += c->max_batch) {
+        uint32_t k = (uint32_t)(n - i < c->max_batch ? n - i : c->max_batch);
+        taskq_buf_reset(&c->out);
+        if (taskq_enc_jobs(&c->out, type, ids + i, k) != 0)
+            return TASKQ_ENOMEM;
+        int rc = send_out(c);
+        if (rc)
+            return rc;
+    }
+    return 0;
+}
+
+static int send_simple(taskq_client_t *c, uint8_t type)
+{
+    taskq_buf_reset(&c->out);
+    int rc = type == TASKQ_MSG_HEARTBEAT ? taskq_enc_heartbeat(&c->out)
+                                         : taskq_enc_bye(&c->out, taskq_span_cstr("closing"));
+    return rc ? TASKQ_ENOMEM : send_out(c);
+}
+
+/* ---- Connection -------------------------------------------------------- */
+
+/* Open a socket and send HELLO. */
+static int conn_open(taskq_client_t *c, int64_t now)
+{
+    int rc = taskq__socket_open(c->ctx, c->endpoint, &c->sock);
+    if (rc)
+        return rc;
+    taskq_hello_t h = {
+        .role = TASKQ_ROLE_CLIENT,
+        .client_id = c->client_id,
+        .name = taskq_span_cstr(c->name),
+        .host = taskq_span_cstr(c->host),
+        .pid = (uint32_t)getpid(),
+    };
+    taskq_buf_reset(&c->out);
+    if (taskq_enc_hello(&c->out, &h, NULL, 0, NULL, 0) != 0 || taskq__send(c->sock, &c->out)) {
+        taskq__socket_close(&c->sock, 0);
+        return TASKQ_ENOMEM;
+    }
+    c->conn = TASKQ__CONN_HELLO;
+    c->alive_at = now;
+    return 0;
+}
+
+/* Close the socket and open a new one after delay_ms. */
+static void conn_lost(taskq_client_t *c, int64_t now, int32_t delay_ms)
+{
+    taskq__socket_close(&c->sock, 0);
+    c->conn = TASKQ__CONN_CLOSED;
+    c->reconnect_at = now + delay_ms;
+}
+
+/* The delay before the next reconnect; each call doubles the next one. */
+static int32_t backoff_next(taskq_client_t *c)
+{
+    int32_t d = c->backoff_ms;
+    c->backoff_ms = d * 2 < TASKQ__BACKOFF_MAX_MS ? d * 2 : TASKQ__BACKOFF_MAX_MS;
+    return d;
+}
+
+static void on_welcome(taskq_client_t *c, const taskq_welcome_t *w)
+{
+    if (c->conn != TASKQ__CONN_HELLO)
+        return;
+    c->conn = TASKQ__CONN_READY;
+    c->backoff_ms = TASKQ__BACKOFF_MIN_MS;
+    c->heartbeat_ms = w->heartbeat_ms ? w->heartbeat_ms : TASKQ__HEARTBEAT_MS;
+    c->liveness = w->liveness ? w->liveness : TASKQ__LIVENESS;
+    c->max_frame = w->max_frame;
+    char *v = malloc(w->version.len + 1);
+    if (v) {
+        memcpy(v, w->version.ptr, w->version.len);
+        v[w->version.len] = '\0';
+        free(c->broker_version);
+        c->broker_version = v;
+    }
+    if (c->have_store && c->store_id != w->store_id) {
+        /* Job ids of another store may name other jobs: the ones waited
+         * for are gone. */
+        for (taskq_future_t *f = c->futures; f; f = f->next) {
+            if (f->state == TASKQ_STATE_PENDING && f->job_id) {
+                static const char text[] = "the broker restarted without this job";
+                taskq__future_resolve(f, TASKQ_STATE_UNKNOWN, TASKQ_ENOJOB, 0, text,
+                                      sizeof text - 1);
+            }
+        }
+    }
+    c->have_store = true;
+    c->store_id = w->store_id;
+
+    /* Everything not yet answered goes out again: SUBMITs not accepted,
+     * WATCH for the jobs waited for, CANCEL for those asked to stop. */
+    for (taskq__batch_t *b = c->sent_head, *next; b; b = next) {
+        next = b->next;
+        taskq__batch_send(c, b);
+    }
+    size_t n = 0, n_cancel = 0;
+    if (taskq__ids_reserve(c, c->jobs.count) != 0)
+        return;
+    for (size_t i = 0; i < c->jobs.cap; i++) {
+        if (c->jobs.slots[i].id)
+            c->ids[n++] = c->jobs.slots[i].id;
+    }
+    taskq__send_jobs(c, TASKQ_MSG_WATCH, c->ids, n);
+    for (size_t i = 0; i < n; i++) {
+        for (const taskq_future_t *f = *taskq__jobs_find(&c->jobs, c->ids[i]); f; f = f->twin) {
+            if (f->cancel) {
+                c->ids[n_cancel++] = c->ids[i];
+                break;
+            }
+        }
+    }
+    taskq__send_jobs(c, TASKQ_MSG_CANCEL, c->ids, n_cancel);
+}
+
+static taskq__batch_t *batch_find(const taskq_client_t *c, uint64_t req_id)
+{
+    taskq__batch_t *b = c->sent_head;
+    while (b && b->req_id != req_id)
+        b = b->next;
+    return b;
+}
+
+static void on_error(taskq_client_t *c, const taskq_error_t *e, int64_t now)
+{
+    int code = taskq__perr_code(e->code);
+    switch (e->code) {
+    case TASKQ_PERR_VERSION:
+        c->fatal = TASKQ_EPROTO;
+        taskq__fail_all(c, TASKQ_STATE_REFUSED, TASKQ_EPROTO,
+                        TASKQ__VERSION_TEXT);
+        conn_lost(c, now, 0);
+        return;
+    case TASKQ_PERR_HELLO_REQUIRED:
+        /* The broker answers but forgot this client: no reason to wait. */
+        conn_lost(c, now, 0);
+        return;
+    case TASKQ_PERR_SHUTTING_DOWN:
+        /* What it refused is sent again to the broker that comes next. */
+        conn_lost(c, now, backoff_next(c));
+        return;
+    }
+    taskq__batch_t *b = e->ref ? batch_find(c, e->ref) : NULL;
+    if (b) {
+        taskq__batch_refuse(c, b, code, e->text);
+    } else if (e->ref && e->ref == c->stats_req && !c->stats_done) {
+        c->stats_done = true;
+        c->stats_rc = code;
+    } else if (c->conn == TASKQ__CONN_HELLO) {
+        /* The broker refused the handshake: what waits cannot succeed. */
+        char text[128];
+        snprintf(text, sizeof text, "the broker refused the handshake: %s",
+                 taskq_perr_text((int)e->code));
+        taskq__fail_all(c, TASKQ_STATE_REFUSED, code, text);
+        conn_lost(c, now, backoff_next(c));
+    }
+}
+
+static void on_accepted(taskq_client_t *c, uint64_t req_id, uint64_t first_job, uint32_t count)
+{
+    taskq__batch_t *b = batch_find(c, req_id);
+    if (!b)
+        return;
+    if (count != b->count)
+        taskq__batch_refuse(c, b, TASKQ_EPROTO,
+                            taskq_span_cstr("the broker accepted a different number of tasks"));
+    else
+        taskq__batch_accepted(c, b, first_job);
+}
+
+/* Resolve f with a RESULT item (its status range checked by the decoder). */
+static void resolve_result(taskq_future_t *f, const taskq_result_item_t *r)
+{
+    static const struct {
+        taskq_state_t state;
+        int code;
+    } outcome[] = {
+        [TASKQ_STATUS_DONE] = {TASKQ_STATE_DONE, 0},
+        [TASKQ_STATUS_FAILED] = {TASKQ_STATE_FAILED, TASKQ_EFAILED},
+        [TASKQ_STATUS_CANCELLED] = {TASKQ_STATE_CANCELLED, TASKQ_ECANCELED},
+        [TASKQ_STATUS_LOST] = {TASKQ_STATE_LOST, TASKQ_ELOST},
+        [TASKQ_STATUS_TIMEDOUT] = {TASKQ_STATE_RUNLIMIT, TASKQ_ERUNLIMIT},
+        [TASKQ_STATUS_UNKNOWN] = {TASKQ_STATE_UNKNOWN, TASKQ_ENOJOB},
+    };
+    taskq_span_t data = r->payload;
+    if (r->status != TASKQ_STATUS_DONE && taskq_span_str(r->payload, &data) != 0)
+        data = (taskq_span_t){NULL, 0};
+    taskq__future_resolve(f, outcome[r->status].state, outcome[r->status].code, r->attempts,
+                          data.ptr, data.len);
+}
+
+static void on_result(taskq_client_t *c, taskq_iter_t it)
+{
+    bool ack = taskq__ids_reserve(c, it.left) == 0;
+    size_t n = 0;
+    taskq_result_item_t r;
+    while (taskq_iter_result(&it, &r) > 0) {
+        taskq_future_t **head;
+        while ((head = taskq__jobs_find(&c->jobs, r.job_id)) != NULL)
+            resolve_result(*head, &r);
+        if (ack)
+            c->ids[n++] = r.job_id;
+    }
+    taskq__send_jobs(c, TASKQ_MSG_ACK, c->ids, n);
+}
+
+static void on_stats_reply(taskq_client_t *c, uint64_t req_id, taskq_span_t map)
+{
+    if (req_id != c->stats_req || c->stats_done)
+        return;
+    c->stats_done = true;
+    c->stats_map = malloc(map.len ? map.len : 1);
+    if (!c->stats_map) {
+        c->stats_rc = TASKQ_ENOMEM;
+        return;
+    }
+    memcpy(c->stats_map, map.ptr, map.len);
+    c->stats_len = map.len;
+    c->stats_rc = 0;
+}
+
+static void on_message(taskq_client_t *c, const void *data, size_t len, int64_t now)
+{
+    taskq_msg_t m;
+    c->alive_at = now;
+    if (taskq_msg_decode(data, len, &c->limits, &m, NULL) != 0)
+        return;
+    switch (m.type) {
+    case TASKQ_MSG_WELCOME:
+        on_welcome(c, &m.u.welcome);
+        break;
+    case TASKQ_MSG_HEARTBEAT:
+        c->pong = true;
+        break;
+    case TASKQ_MSG_BYE:
+        conn_lost(c, now, backoff_next(c));
+        break;
+    case TASKQ_MSG_ERROR:
+        on_error(c, &m.u.error, now);
+        break;
+    case TASKQ_MSG_ACCEPTED:
+        on_accepted(c, m.u.accepted.req_id, m.u.accepted.first_job, m.u.accepted.count);
+        break;
+    case TASKQ_MSG_RESULT:
+        on_result(c, m.u.results);
+        break;
+    case TASKQ_MSG_STATS_REPLY:
+        on_stats_reply(c, m.u.stats_reply.req_id, m.u.stats_reply.map);
+        break;
+    default:
+        break;
+    }
+}
+
+/* Handle every frame waiting on the socket. */
+static int drain(taskq_client_t *c)
+{
+    int64_t now = taskq__now_ms();
+    zmq_msg_t m;
+    int rc = 0;
+    zmq_msg_init(&m);
+    while (c->sock && (rc = taskq__recv(c->sock, &m)) > 0)
+        on_message(c, zmq_msg_data(&m), zmq_msg_size(&m), now);
+    zmq_msg_close(&m);
+    return rc < 0 ? rc : 0;
+}
+
+/* ---- The pump ---------------------------------------------------------- */
+
+static int64_t silence_limit(const taskq_client_t *c)
+{
+    return (int64_t)c->liveness * c->heartbeat_ms;
+}
+
+/* Act on the timers due at now: reconnect, liveness, heartbeat, and the
+ * limit of time without a broker. */
+static void tick(taskq_client_t *c, int64_t now)
+{
+    if (c->fatal)
+        return;
+    if (!c->sock) {
+        if (now >= c->reconnect_at && conn_open(c, now) != 0)
+            c->reconnect_at = now + backoff_next(c);
+    } else if (now - c->alive_at >= silence_limit(c)) {
+        conn_lost(c, now, backoff_next(c));
+    } else if (c->conn == TASKQ__CONN_READY && now - c->alive_at >= c->heartbeat_ms &&
+               now - c->hb_sent_at >= c->heartbeat_ms) {
+        send_simple(c, TASKQ_MSG_HEARTBEAT);
+        c->hb_sent_at = now;
+    }
+    bool waiting = c->n_pending || c->n_waiting;
+    if (c->conn == TASKQ__CONN_READY || !waiting) {
+        c->down = false;
+    } else if (!c->down) {
+        c->down = true;
+        c->down_since = now;
+    } else if (c->reconnect_limit_ms >= 0 && now - c->down_since >= c->reconnect_limit_ms) {
+        taskq__fail_all(c, TASKQ_STATE_CLOSED, TASKQ_ECLOSED, "the broker could not be reached");
+        c->down = false;
+        c->closed_gen++;
+    }
+}
+
+/* When tick() has something to do next. */
+static int64_t next_timer(const taskq_client_t *c)
+{
+    int64_t t = INT64_MAX;
+    if (c->fatal)
+        return t;
+    if (!c->sock) {
+        t = c->reconnect_at;
+    } else {
+        t = c->alive_at + silence_limit(c);
+        if (c->conn == TASKQ__CONN_READY) {
+            int64_t last = c->alive_at > c->hb_sent_at ? c->alive_at : c->hb_sent_at;
+            if (last + c->heartbeat_ms < t)
+                t = last + c->heartbeat_ms;
+        }
+    }
+    if (c->down && c->reconnect_limit_ms >= 0 && c->down_since + c->reconnect_limit_ms < t)
+        t = c->down_since + c->reconnect_limit_ms;
+    return t;
+}
+
+int32_t taskq__remaining(int64_t deadline)
+{
+    if (deadline < 0)
+        return TASKQ_TIMEOUT_INFINITE;
+    int64_t left = deadline - taskq__now_ms();
+    return left > 0 ? (int32_t)left : 0;
+}
+
+int taskq__pump(taskq_client_t *c, int32_t timeout_ms, taskq__cond_fn cond, const void *arg)
+{
+    int64_t now = taskq__now_ms();
+    int64_t deadline = timeout_ms < 0 ? INT64_MAX : now + timeout_ms;
+    /* Silence between waits is not the broker's: nobody listened. */
+    c->alive_at += now - c->left_at;
+    c->hb_sent_at += now - c->left_at;
+    int rc = taskq__flush(c);
+    if (!rc)
+        rc = drain(c);
+    while (!rc) {
+        now = taskq__now_ms();
+        tick(c, now);
+        if (cond(c, arg))
+            break;
+        if (now >= deadline) {
+            rc = TASKQ_ETIMEDOUT;
+            break;
+        }
+        int64_t until = next_timer(c);
+        if (deadline < until)
+            until = deadline;
+        long wait = until - now < POLL_MAX_MS ? (long)(until - now) : POLL_MAX_MS;
+        if (wait < 0)
+            wait = 0;
+        if (c->sock) {
+            zmq_pollitem_t item = {c->sock, 0, ZMQ_POLLIN, 0};
+            if (zmq_poll(&item, 1, wait) < 0 && errno != EINTR)
+                rc = TASKQ_ESYS;
+        } else {
+            poll(NULL, 0, (int)wait);
+        }
+        if (!rc)
+            rc = drain(c);
+    }
+    c->left_at = taskq__now_ms();
+    return rc;
+}
+
+/* ---- Client ------------------------------------------------------------ */
+
+int taskq_client_new(const char *endpoint, const taskq_client_opts_t *opts,
+                     taskq_client_t **ret_client)
+{
+    static const taskq_client_opts_t none;
+    if (!opts)
+        opts = &none;
+    if (!endpoint)
+        endpoint = TASKQ_DEFAULT_ENDPOINT;
+    const char *name = opts->name ? opts->name : "client";
+    if (!ret_client || !endpoint[0] || !name[0] || strnlen(name, 256) > 255 ||
+        opts->max_batch > MAX_BATCH_LIMIT ||
+        (opts->reconnect_limit_ms < 0 && opts->reconnect_limit_ms != TASKQ_TIMEOUT_INFINITE))
+        return TASKQ_EINVAL;
+
+    taskq_client_t *c = calloc(1, sizeof *c);
+    if (!c)
+        return TASKQ_ENOMEM;
+    int rc = TASKQ_ENOMEM;
+    c->reconnect_limit_ms =
+        opts->reconnect_limit_ms ? opts->reconnect_limit_ms : RECONNECT_LIMIT_DEFAULT_MS;
+    c->max_batch = opts->max_batch ? opts->max_batch : MAX_BATCH_DEFAULT;
+    /* What the broker sends is bounded by the frame size alone. */
+    taskq_limits_default(&c->limits);
+    c->max_frame = c->limits.max_frame;
+    c->limits.max_frame = UINT32_MAX;
+    c->limits.max_batch = UINT32_MAX;
+    c->heartbeat_ms = TASKQ__HEARTBEAT_MS;
+    c->liveness = TASKQ__LIVENESS;
+    c->backoff_ms = TASKQ__BACKOFF_MIN_MS;
+    taskq__hostname(c->host);
+    c->endpoint = strdup(endpoint);
+    c->name = strdup(name);
+    if (!c->endpoint || !c->name || taskq__ids_reserve(c, c->max_batch) != 0)
+        goto fail;
+    while (!c->client_id) {
+        if (getrandom(&c->client_id, sizeof c->client_id, 0) != sizeof c->client_id &&
+            errno != EINTR) {
+            rc = TASKQ_ESYS;
+            goto fail;
+        }
+    }
+    c->ctx = zmq_ctx_new();
+    if (!c->ctx) {
+        rc = TASKQ_ESYS;
+        goto fail;
+    }
+    c->left_at = taskq__now_ms();
+    rc = conn_open(c, c->left_at);
+    if (rc)
+        goto fail;
+    *ret_client = c;
+    return 0;
+fail:
+    taskq_client_destroy(&c);
+    return rc;
+}
+
+void taskq_client_destroy(taskq_client_t **cp)
+{
+    if (!cp || !*cp)
+        return;
+    taskq_client_t *c = *cp;
+    *cp = NULL;
+    taskq__futures_detach(c);
+    if (c->conn == TASKQ__CONN_READY && send_simple(c, TASKQ_MSG_BYE) == 0)
+        taskq__socket_close(&c->sock, BYE_LINGER_MS);
+    else
+        taskq__socket_close(&c->sock, 0);
+    if (c->ctx)
+        zmq_ctx_term(c->ctx);
+    taskq__jobs_fini(&c->jobs);
+    taskq_buf_fini(&c->items);
+    taskq_buf_fini(&c->out);
+    free(c->stats_map);
+    free(c->ids);
+    free(c->broker_version);
+    free(c->endpoint);
+    free(c->name);
+    free(c);
+}
+
+int taskq_client_flush(taskq_client_t *c)
+{
+    return c ? taskq__flush(c) : TASKQ_EINVAL;
+}
+
+/* ---- Ping and stats ---------------------------------------------------- */
+
+/* A request's wait ends when its answer came, or when the connection it
+ * was sent on is no more. */
+typedef struct request {
+    uint32_t closed_gen; /* c->closed_gen when the call started */
+    bool sent;           /* false: waiting for the handshake */
+} request_t;
+
+static bool request_over(const taskq_client_t *c, const request_t *r)
+{
+    return c->fatal || c->closed_gen != r->closed_gen;
+}
+
+static bool request_answered(const taskq_client_t *c)
+{
+    return c->stats_req ? c->stats_done : c->pong;
+}
+
+static bool request_ready(const taskq_client_t *c, const void *arg)
+{
+    const request_t *r = arg;
+    if (request_over(c, r))
+        return true;
+    if (!r->sent)
+        return c->conn == TASKQ__CONN_READY;
+    return c->conn != TASKQ__CONN_READY || request_answered(c);
+}
+
+/* Run a ping (stats false) or stats request until its answer, sending it
+ * again on every new connection.  Returns 0 when answered. */
+static int request(taskq_client_t *c, int32_t timeout_ms, bool stats, int64_t *ret_sent_us)
+{
+    if (c->fatal)
+        return c->fatal;
+    int64_t deadline = timeout_ms < 0 ? -1 : taskq__now_ms() + timeout_ms;
+    request_t r = {c->closed_gen, false};
+    int rc;
+    c->n_waiting++;
+    for (;;) {
+        r.sent = false;
+        rc = taskq__pump(c, taskq__remaining(deadline), request_ready, &r);
+        if (rc || request_over(c, &r))
+            break;
+        taskq_buf_reset(&c->out);
+        if (stats) {
+            c->stats_req = ++c->next_req;
+            c->stats_done = false;
+            rc = taskq_enc_stats(&c->out, c->stats_req) ? TASKQ_ENOMEM : send_out(c);
+        } else {
+            c->pong = false;
+            rc = send_simple(c, TASKQ_MSG_HEARTBEAT);
+            c->hb_sent_at = taskq__now_ms();
+        }
+        *ret_sent_us = taskq__now_us();
+        r.sent = true;
+        if (!rc)
+            rc = taskq__pump(c, taskq__remaining(deadline), request_ready, &r);
+        if (rc || request_over(c, &r) || request_answered(c))
+            break;
+    }
+    c->n_waiting--;
+    c->stats_req = 0;
+    if (!rc && request_over(c, &r))
+        rc = c->fatal ? c->fatal : TASKQ_ECLOSED;
+    return rc;
+}
+
+int taskq_client_ping(taskq_client_t *c, int32_t timeout_ms, uint32_t *ret_rtt_us,
+                      const char **ret_version)
+{
+    if (!c)
+        return TASKQ_EINVAL;
+    int64_t sent_us;
+    int rc = request(c, timeout_ms, false, &sent_us);
+    if (rc)
+        return rc;
+    if (ret_rtt_us) {
+        int64_t rtt = taskq__now_us() - sent_us;
+        *ret_rtt_us = rtt < UINT32_MAX ? (uint32_t)rtt : UINT32_MAX;
+    }
+    if (ret_version)
+        *ret_version = c->broker_version ? c->broker_version : "";
+    return 0;
+}
+
+int taskq_client_stats(taskq_client_t *c, int32_t timeout_ms, void **ret_map, size_t *ret_len)
+{
+    if (!c || !ret_map || !ret_len)
+        return TASKQ_EINVAL;
+    int64_t sent_us;
+    int rc = request(c, timeout_ms, true, &sent_us);
+    if (!rc)
+        rc = c->stats_rc;
+    if (!rc) {
+        *ret_map = c->stats_map;
+        *ret_len = c->stats_len;
+        c->stats_map = NULL;
+    }
+    free(c->stats_map);
+    c->stats_map = NULL;
+    return rc;
+}

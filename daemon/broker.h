@@ -1,0 +1,102 @@
+/*
+ * broker.h - the broker context (socket, scheduler, peer tables, timers,
+ * store, counters) and its event loop.  One thread runs everything in
+ * daemon/; the context is passed explicitly to every part.
+ */
+#ifndef TQD_BROKER_H
+#define TQD_BROKER_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "clients.h"
+#include "hashtab.h"
+#include "queue.h"
+#include "store.h"
+#include "taskq_proto.h"
+#include "timers.h"
+#include "workers.h"
+
+#define TQD_MAX_BINDS 16    /* --bind options */
+#define TQD_MAX_PEERS 10000 /* client and worker records at once */
+
+/* The broker's settings (see the option table in main.c). */
+typedef struct tqd_config {
+    const char *binds[TQD_MAX_BINDS]; /* endpoints to bind */
+    size_t n_binds;                   /* entries of binds */
+    const char *ready_file;           /* where to write bound endpoints, or NULL */
+    uint32_t heartbeat_ms;            /* heartbeat interval */
+    uint32_t liveness;                /* missed heartbeats before a peer is gone */
+    uint32_t max_queued;              /* queued tasks, broker-wide */
+    uint32_t max_retained;            /* finished outcomes kept, broker-wide */
+    uint32_t max_frame;               /* largest frame accepted */
+    uint32_t result_ttl_s;            /* retention of unacknowledged outcomes */
+} tqd_config_t;
+
+/* An ACCEPTED reply owed once the turn's commit succeeds. */
+typedef struct tqd_accept {
+    uint64_t client_id; /* the submitting client */
+    uint64_t req_id;    /* the SUBMIT's req_id */
+    uint64_t first_job; /* id of its first task */
+    uint32_t count;     /* tasks in it */
+} tqd_accept_t;
+
+typedef struct tqd_broker {
+    tqd_config_t cfg;           /* settings */
+    taskq_limits_t limits;      /* decoder limits (max_frame from cfg) */
+    void *zctx;                 /* ZeroMQ context */
+    void *sock;                 /* the ROUTER socket */
+    tqd_store_t *store;         /* where tasks are kept */
+    tqd_workers_t workers;      /* connected workers */
+    tqd_clients_t clients;      /* known clients */
+    tqd_queue_t queue;          /* jobs and scheduling */
+    tqd_timers_t timers;        /* deadlines */
+    tqd_htab_t peers;           /* routing id -> tqd_peer_t (client or worker) */
+    uint64_t seed;              /* hash seed of this process */
+    uint64_t now;               /* clock of this loop turn (ms) */
+    uint64_t started;           /* clock at startup (ms) */
+    taskq_buf_t out;            /* frame being encoded */
+    taskq_buf_t map;            /* STATS map being encoded */
+    taskq_span_t *names;        /* HELLO name scratch, 2 * max_list entries */
+    tqd_accept_t *accepted;     /* ACCEPTED owed after this turn's commit */
+    size_t n_accepted;          /* entries of accepted */
+    size_t cap_accepted;        /* allocated entries of accepted */
+    tqd_client_t **out_clients; /* clients owed RESULTs (NULL: gone); TQD_MAX_PEERS */
+    tqd_worker_t **out_workers; /* workers owed TASKS/ABANDON (NULL: gone); same */
+    size_t n_out_clients;       /* entries of out_clients */
+    size_t n_out_workers;       /* entries of out_workers */
+    bool commit_failed;         /* the last commit failed: outcomes wait */
+    uint64_t malformed;         /* refused or undecodable messages */
+    uint64_t stale;             /* outcomes of superseded attempts dropped */
+    uint64_t unroutable;        /* messages to peers that had gone */
+    uint64_t evicted;           /* outcomes forgotten early (max_retained) */
+} tqd_broker_t;
+
+/*
+ * Create a broker: open the store, create the ROUTER socket with its
+ * options, arm the heartbeat timer.  Nothing is bound yet.  Returns 0 and
+ * *ret (free with tqd_broker_destroy), or a negative errno (logged).
+ */
+int tqd_broker_new(const tqd_config_t *cfg, tqd_broker_t **ret);
+
+/*
+ * Bind endpoint and write the endpoint actually bound (ZMQ_LAST_ENDPOINT,
+ * with the port a '*' picked) to ret, a buffer of cap bytes.  Returns 0 or
+ * a negative errno from zmq_bind (logged by the caller).
+ */
+int tqd_broker_bind(tqd_broker_t *b, const char *endpoint, char *ret, size_t cap);
+
+/* Load the store's jobs.  Returns 0 or a negative errno (logged). */
+int tqd_broker_recover(tqd_broker_t *b);
+
+/*
+ * Serve until SIGTERM or SIGINT, then send BYE "shutdown" to every peer.
+ * Returns 0, or a negative errno if polling the socket failed (logged).
+ */
+int tqd_broker_run(tqd_broker_t *b);
+
+/* Close the socket (short linger) and free everything; NULL is fine. */
+void tqd_broker_destroy(tqd_broker_t **b);
+
+#endif /* TQD_BROKER_H */

@@ -1,0 +1,59 @@
+/*
+ * clients.h - client records and their table, found by client_id (which
+ * survives reconnects) or by position.  A record holds the routing id of
+ * the client's current connection, how many of its jobs are unfinished,
+ * and the RESULT items the broker owes it this turn.  No ZeroMQ here.
+ */
+#ifndef TQD_CLIENTS_H
+#define TQD_CLIENTS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "hashtab.h"
+#include "peer.h"
+
+/* One RESULT item owed: the job's outcome, or UNKNOWN for an unknown id. */
+typedef struct tqd_owed {
+    uint64_t job; /* job id */
+    bool unknown; /* true: answer UNKNOWN (the broker has no such job) */
+} tqd_owed_t;
+
+typedef struct tqd_client {
+    tqd_peer_t peer;   /* first member: the routing index points here */
+    uint64_t id;       /* client_id from HELLO, never 0 */
+    uint32_t active;   /* its jobs that are queued or running */
+    uint32_t n_owed;   /* entries of owed */
+    uint32_t cap_owed; /* allocated entries of owed */
+    tqd_owed_t *owed;  /* RESULT items owed this turn, in order */
+    size_t index;      /* position in its table */
+} tqd_client_t;
+
+typedef struct tqd_clients {
+    tqd_htab_t by_id; /* client_id -> record */
+    tqd_client_t **v; /* every record, for sweeps */
+    size_t len;       /* entries of v */
+    size_t cap;       /* allocated entries of v */
+} tqd_clients_t;
+
+/* Zero-initialise (or call this); tqd_clients_fini frees every record. */
+void tqd_clients_init(tqd_clients_t *t);
+void tqd_clients_fini(tqd_clients_t *t);
+
+/*
+ * Create the record of client id (not already in the table) and list it;
+ * the table owns it.  Returns 0 and the record in *ret, or -ENOMEM.
+ */
+int tqd_clients_add(tqd_clients_t *t, uint64_t id, tqd_client_t **ret);
+
+/* The record of client id, or NULL. */
+tqd_client_t *tqd_clients_find(const tqd_clients_t *t, uint64_t id);
+
+/* Take c out of the table and free it. */
+void tqd_clients_remove(tqd_clients_t *t, tqd_client_t *c);
+
+/* Owe c a RESULT item.  Returns 0 or -ENOMEM. */
+int tqd_client_owe(tqd_client_t *c, uint64_t job, bool unknown);
+
+#endif /* TQD_CLIENTS_H */

@@ -1,0 +1,255 @@
+/*
+ * main.c - taskqd's command line and startup: one option table drives
+ * parsing, validation and --help; then bind, load, report ready, serve
+ * until SIGTERM/SIGINT.  Exit codes come from <sysexits.h>.
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sysexits.h>
+#include <unistd.h>
+#include <zmq.h>
+
+#include "broker.h"
+#include "log.h"
+#include "os.h"
+#include "taskq.h"
+
+typedef enum opt_kind {
+    OPT_BIND,    /* an endpoint; repeatable */
+    OPT_PATH,    /* a file name */
+    OPT_UINT,    /* an unsigned integer within [min, max] */
+    OPT_LEVEL,   /* a log level name */
+    OPT_NOOP,    /* accepted for forward compatibility; changes nothing */
+    OPT_HELP,    /* print help, exit 0 */
+    OPT_VERSION, /* print the version, exit 0 */
+} opt_kind_t;
+
+typedef struct opt_def {
+    const char *name; /* long name, without "--" */
+    int short_name;   /* single-letter alias, or 0 */
+    opt_kind_t kind;  /* how the value is read */
+    const char *arg;  /* the value's name in --help; NULL: a flag */
+    uint32_t min;     /* OPT_UINT: smallest value */
+    uint32_t max;     /* OPT_UINT: largest value */
+    const char *def;  /* default, as it would be written; NULL: none */
+    size_t field;     /* OPT_UINT, OPT_PATH: offset in tqd_config_t */
+    const char *help; /* one line for --help */
+} opt_def_t;
+
+#define CFG(f) offsetof(tqd_config_t, f)
+
+static const opt_def_t opts[] = {
+    {"bind", 'b', OPT_BIND, "ENDPOINT", 0, 0, TASKQ_DEFAULT_ENDPOINT, 0,
+     "endpoint serving clients and workers; repeatable; port * picks a free one"},
+    {"ready-file", 0, OPT_PATH, "PATH", 0, 0, NULL, CFG(ready_file),
+     "once serving, write the bound endpoints there, one per line, atomically"},
+    {"memory", 0, OPT_NOOP, NULL, 0, 0, NULL, 0,
+     "keep tasks in memory (the default; this version has no other store)"},
+    {"heartbeat-ms", 0, OPT_UINT, "MS", 10, 600000, "1000", CFG(heartbeat_ms),
+     "heartbeat interval in milliseconds"},
+    {"liveness", 0, OPT_UINT, "N", 2, 100, "3", CFG(liveness),
+     "heartbeats a worker may miss before it counts as dead"},
+    {"max-queued", 0, OPT_UINT, "N", 1, 1000000000, "1000000", CFG(max_queued),
+     "most tasks queued at once; a SUBMIT beyond is refused QUEUE_FULL"},
+    {"max-retained", 0, OPT_UINT, "N", 1, 1000000000, "1000000", CFG(max_retained),
+     "most unacknowledged outcomes kept; beyond, the oldest are forgotten"},
+    {"max-frame", 0, OPT_UINT, "BYTES", 4096, 1073741824, "67108864", CFG(max_frame),
+     "largest message accepted"},
+    {"result-ttl", 0, OPT_UINT, "SECONDS", 1, 31536000, "86400", CFG(result_ttl_s),
+     "how long an unacknowledged outcome is kept"},
+    {"log-level", 0, OPT_LEVEL, "LEVEL", 0, 0, "notice", 0, "err, warning, notice, info or debug"},
+    {"help", 'h', OPT_HELP, NULL, 0, 0, NULL, 0, "show this help and exit"},
+    {"version", 'V', OPT_VERSION, NULL, 0, 0, NULL, 0, "show the version and exit"},
+};
+
+#define N_OPTS (sizeof opts / sizeof opts[0])
+
+static void usage(FILE *f)
+{
+    fprintf(f, "Usage: taskqd [OPTION]...\n"
+               "Run the taskq broker: clients submit tasks, workers run them.\n\n");
+    for (size_t i = 0; i < N_OPTS; i++) {
+        const opt_def_t *o = &opts[i];
+        char left[40];
+        if (o->short_name)
+            snprintf(left, sizeof left, "-%c, --%s%s%s", o->short_name, o->name, o->arg ? " " : "",
+                     o->arg ? o->arg : "");
+        else
+            snprintf(left, sizeof left, "    --%s%s%s", o->name, o->arg ? " " : "",
+                     o->arg ? o->arg : "");
+        fprintf(f, "  %-26s %s", left, o->help);
+        if (o->kind == OPT_UINT)
+            fprintf(f, " [%" PRIu32 "..%" PRIu32 ", default %s]", o->min, o->max, o->def);
+        else if (o->def)
+            fprintf(f, " [default %s]", o->def);
+        fputc('\n', f);
+    }
+    fprintf(f,
+            "\nExit status: 0 after SIGTERM or SIGINT; %d bad usage; %d cannot bind;\n"
+            "%d system error; %d cannot write the ready file.\n",
+            EX_USAGE, EX_UNAVAILABLE, EX_OSERR, EX_CANTCREAT);
+}
+
+/* Read value into cfg as option o says.  0, or -1 after printing why. */
+static int apply(const opt_def_t *o, const char *value, tqd_config_t *cfg)
+{
+    switch (o->kind) {
+    case OPT_BIND:
+        if (cfg->n_binds == TQD_MAX_BINDS) {
+            fprintf(stderr, "taskqd: at most %d --bind options\n", TQD_MAX_BINDS);
+            return -1;
+        }
+        cfg->binds[cfg->n_binds++] = value;
+        return 0;
+    case OPT_PATH:
+        *(const char **)((char *)cfg + o->field) = value;
+        return 0;
+    case OPT_UINT: {
+        char *end;
+        errno = 0;
+        unsigned long long v = strtoull(value, &end, 10);
+        if (value[0] < '0' || value[0] > '9' || *end || errno || v < o->min || v > o->max) {
+            fprintf(stderr,
+                    "taskqd: --%s wants a whole number from %" PRIu32 " to %" PRIu32 ", not '%s'\n",
+                    o->name, o->min, o->max, value);
+            return -1;
+        }
+        *(uint32_t *)((char *)cfg + o->field) = (uint32_t)v;
+        return 0;
+    }
+    case OPT_LEVEL:
+        if (tqd_log_parse_level(value, &tqd_log_level) < 0) {
+            fprintf(stderr, "taskqd: --%s wants one of %s, not '%s'\n", o->name, o->help, value);
+            return -1;
+        }
+        return 0;
+    default:
+        return 0;
+    }
+}
+
+/*
+ * Fill cfg from the defaults and argv.  Returns -1 to go on, or the exit
+ * code to leave with (EX_OK after --help or --version, EX_USAGE).
+ */
+static int parse_args(int argc, char **argv, tqd_config_t *cfg)
+{
+    struct option longopts[N_OPTS + 1];
+    char shortopts[2 * N_OPTS + 2] = ":";
+    size_t ns = 1;
+    memset(cfg, 0, sizeof *cfg);
+    for (size_t i = 0; i < N_OPTS; i++) {
+        const opt_def_t *o = &opts[i];
+        longopts[i] = (struct option){o->name, o->arg ? required_argument : no_argument, NULL,
+                                      o->short_name ? o->short_name : 256 + (int)i};
+        if (o->short_name) {
+            shortopts[ns++] = (char)o->short_name;
+            if (o->arg)
+                shortopts[ns++] = ':';
+        }
+        if (o->def && o->kind != OPT_BIND && apply(o, o->def, cfg) < 0)
+            return EX_SOFTWARE;
+    }
+    longopts[N_OPTS] = (struct option){0};
+    shortopts[ns] = '\0';
+
+    int c;
+    opterr = 0;
+    while ((c = getopt_long(argc, argv, shortopts, longopts, NULL)) != -1) {
+        if (c == '?' || c == ':') {
+            fprintf(stderr, "taskqd: %s '%s'; see taskqd --help\n",
+                    c == '?' ? "unknown option" : "missing value for", argv[optind - 1]);
+            return EX_USAGE;
+        }
+        const opt_def_t *o = NULL;
+        for (size_t i = 0; i < N_OPTS && !o; i++)
+            if (c == (opts[i].short_name ? opts[i].short_name : 256 + (int)i))
+                o = &opts[i];
+        if (o->kind == OPT_HELP) {
+            usage(stdout);
+            return EX_OK;
+        }
+        if (o->kind == OPT_VERSION) {
+            printf("taskqd %s (protocol %d)\n", TASKQ_VERSION_STRING, TASKQ_PROTO_VERSION);
+            return EX_OK;
+        }
+        if (apply(o, optarg, cfg) < 0)
+            return EX_USAGE;
+    }
+    if (optind < argc) {
+        fprintf(stderr, "taskqd: unexpected argument '%s'; see taskqd --help\n", argv[optind]);
+        return EX_USAGE;
+    }
+    if (cfg->n_binds == 0)
+        cfg->binds[cfg->n_binds++] = TASKQ_DEFAULT_ENDPOINT;
+    return -1;
+}
+
+static int bind_exit_code(int err)
+{
+    switch (err) {
+    case EINVAL:
+    case EPROTONOSUPPORT:
+    case ENOCOMPATPROTO:
+        return EX_USAGE;
+    case EADDRINUSE:
+    case EADDRNOTAVAIL:
+    case ENODEV:
+        return EX_UNAVAILABLE;
+    default:
+        return EX_OSERR;
+    }
+}
+
+int main(int argc, char **argv)
+{
+    tqd_config_t cfg;
+    int code = parse_args(argc, argv, &cfg);
+    if (code >= 0)
+        return code;
+    int rc = tqd_os_signals();
+    if (rc < 0) {
+        TQD_LOG(LOG_ERR, "cannot install signal handlers: %s", strerror(-rc));
+        return EX_OSERR;
+    }
+    tqd_broker_t *b;
+    if (tqd_broker_new(&cfg, &b) < 0)
+        return EX_OSERR;
+
+    char ready[TQD_MAX_BINDS * 260] = "";
+    size_t len = 0;
+    for (size_t i = 0; i < cfg.n_binds; i++) {
+        char ep[256];
+        rc = tqd_broker_bind(b, cfg.binds[i], ep, sizeof ep);
+        if (rc < 0) {
+            TQD_LOG(LOG_ERR, "cannot bind %s: %s", cfg.binds[i], zmq_strerror(-rc));
+            tqd_broker_destroy(&b);
+            return bind_exit_code(-rc);
+        }
+        len += (size_t)snprintf(ready + len, sizeof ready - len, "%s\n", ep);
+        TQD_LOG(LOG_NOTICE, "serving on %s", ep);
+    }
+    if (tqd_broker_recover(b) < 0) {
+        tqd_broker_destroy(&b);
+        return EX_IOERR;
+    }
+    if (cfg.ready_file && (rc = tqd_os_write_atomic(cfg.ready_file, ready, len)) < 0) {
+        TQD_LOG(LOG_ERR, "cannot write the ready file %s: %s", cfg.ready_file, strerror(-rc));
+        tqd_broker_destroy(&b);
+        return EX_CANTCREAT;
+    }
+    tqd_os_notify("READY=1\nSTATUS=serving");
+    TQD_LOG(LOG_NOTICE, "taskqd %s ready (store %s, id %016" PRIx64 ")", TASKQ_VERSION_STRING,
+            b->store->ops->name, b->store->id);
+
+    rc = tqd_broker_run(b);
+    if (cfg.ready_file)
+        unlink(cfg.ready_file);
+    tqd_broker_destroy(&b);
+    return rc < 0 ? EX_OSERR : EX_OK;
+}

@@ -1,0 +1,47 @@
+/*
+ * os.h - the daemon's interface to the operating system: stop signals, the
+ * monotonic clock, random bytes, the service manager (sd_notify) and the
+ * ready file.  Everything Linux- or systemd-specific stays behind these.
+ */
+#ifndef TQD_OS_H
+#define TQD_OS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/*
+ * Install the SIGTERM and SIGINT handlers (they set a flag and wake the
+ * descriptor of tqd_os_signal_fd(); no SA_RESTART) and ignore SIGPIPE.
+ * Returns 0 or -errno.
+ */
+int tqd_os_signals(void);
+
+/* A descriptor that becomes readable when a stop signal arrives (poll it
+ * beside the socket), or -1 before tqd_os_signals(). */
+int tqd_os_signal_fd(void);
+
+/* true once SIGTERM or SIGINT arrived. */
+bool tqd_os_stopping(void);
+
+/* Milliseconds of CLOCK_MONOTONIC: the daemon's one clock. */
+uint64_t tqd_os_now_ms(void);
+
+/* Fill buf with len random bytes from getrandom(2).  Returns 0 or -errno. */
+int tqd_os_random(void *buf, size_t len);
+
+/*
+ * Tell the service manager about a state change ("READY=1",
+ * "STOPPING=1", "STATUS=..."), when the daemon was built with libsystemd
+ * and runs under a manager that listens; otherwise do nothing.
+ */
+void tqd_os_notify(const char *state);
+
+/*
+ * Replace the file at path with len bytes of data atomically: write a
+ * temporary file in the same directory, then rename it over path, so a
+ * reader sees either no file or the whole content.  Returns 0 or -errno.
+ */
+int tqd_os_write_atomic(const char *path, const void *data, size_t len);
+
+#endif /* TQD_OS_H */

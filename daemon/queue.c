@@ -1,0 +1,694 @@
+/*
+ * queue.c - the scheduler: job table, lanes, priority levels, per-client
+ * flows, dispatch to worker credit, outcomes and their retention.
+ */
+#include "queue.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* The jobs of one priority in one lane: a ring of flows. */
+typedef struct tqd_level {
+    struct tqd_level *prev;  /* higher priority, or NULL */
+    struct tqd_level *next;  /* lower priority, or NULL */
+    struct tqd_flow *cursor; /* the flow whose turn is next */
+    int32_t priority;        /* priority of its jobs */
+} tqd_level_t;
+
+/* The jobs of one client at one priority in one lane, first in first out. */
+typedef struct tqd_flow {
+    struct tqd_flow *prev; /* ring of the level's flows */
+    struct tqd_flow *next; /* same */
+    tqd_level_t *level;    /* its level */
+    tqd_lane_t *lane;      /* its lane */
+    tqd_job_t *head;       /* next job to serve */
+    tqd_job_t *tail;       /* last job added */
+    uint64_t client_id;    /* the submitting client */
+    uint64_t hash;         /* key hash in the flow index */
+} tqd_flow_t;
+
+/* The msgpack str a payload falls back to when storing it failed. */
+static const uint8_t oom_payload[] = "\xb4"
+                                     "broker out of memory";
+
+void tqd_queue_init(tqd_queue_t *q, tqd_workers_t *workers, uint64_t seed,
+                    const tqd_queue_events_t *ev)
+{
+    memset(q, 0, sizeof *q);
+    q->workers = workers;
+    q->ev = *ev;
+    q->seed = seed;
+    q->next_id = 1;
+    q->lane_serial = 1;
+}
+
+/* Append p to a vector of pointers.  0 or -ENOMEM. */
+static int vec_push(void ***v, size_t *n, size_t *cap, void *p)
+{
+    if (*n == *cap) {
+        size_t ncap = *cap ? *cap * 2 : 16;
+        void **nv = realloc(*v, ncap * sizeof *nv);
+        if (!nv)
+            return -ENOMEM;
+        *v = nv;
+        *cap = ncap;
+    }
+    (*v)[(*n)++] = p;
+    return 0;
+}
+
+static bool span_is(taskq_span_t s, const uint8_t *p, size_t len)
+{
+    return s.len == len && (len == 0 || memcmp(s.ptr, p, len) == 0);
+}
+
+/* ---- Jobs ---------------------------------------------------------------- */
+
+static bool job_has_id(const void *item, const void *key)
+{
+    return ((const tqd_job_t *)item)->id == *(const uint64_t *)key;
+}
+
+tqd_job_t *tqd_queue_find(const tqd_queue_t *q, uint64_t id)
+{
+    return tqd_htab_find(&q->jobs, tqd_hash_u64(id), job_has_id, &id);
+}
+
+static void job_free(tqd_queue_t *q, tqd_job_t *job)
+{
+    tqd_htab_remove(&q->jobs, tqd_hash_u64(job->id), job);
+    free(job->watchers);
+    free(job->result);
+    free(job);
+}
+
+taskq_span_t tqd_job_payload(const tqd_job_t *job)
+{
+    if (job->result)
+        return (taskq_span_t){job->result, job->result_len};
+    return (taskq_span_t){oom_payload, sizeof oom_payload - 1};
+}
+
+/* ---- Queue records and lanes ------------------------------------------- */
+
+static bool qinfo_has_name(const void *item, const void *key)
+{
+    const tqd_qinfo_t *qi = item;
+    return span_is(*(const taskq_span_t *)key, qi->name, qi->name_len);
+}
+
+static tqd_qinfo_t *qinfo_get(tqd_queue_t *q, taskq_span_t name)
+{
+    uint64_t hash = tqd_hash_bytes(name.ptr, name.len, q->seed);
+    tqd_qinfo_t *qi = tqd_htab_find(&q->queue_index, hash, qinfo_has_name, &name);
+    if (qi)
+        return qi;
+    qi = calloc(1, sizeof *qi + name.len);
+    if (!qi)
+        return NULL;
+    qi->hash = hash;
+    qi->name_len = (uint32_t)name.len;
+    memcpy(qi->name, name.ptr, name.len);
+    qi->index = q->n_queues;
+    if (tqd_htab_reserve(&q->queue_index, 1) < 0 ||
+        vec_push((void ***)&q->queues, &q->n_queues, &q->cap_queues, qi) < 0) {
+        free(qi);
+        return NULL;
+    }
+    tqd_htab_insert(&q->queue_index, hash, qi);
+    return qi;
+}
+
+static void qinfo_free(tqd_queue_t *q, tqd_qinfo_t *qi)
+{
+    tqd_htab_remove(&q->queue_index, qi->hash, qi);
+    q->queues[qi->index] = q->queues[--q->n_queues];
+    q->queues[qi->index]->index = qi->index;
+    free(qi);
+}
+
+typedef struct lane_key {
+    taskq_span_t queue;
+    taskq_span_t function;
+} lane_key_t;
+
+static bool lane_has_key(const void *item, const void *key)
+{
+    const tqd_lane_t *l = item;
+    const lane_key_t *k = key;
+    return span_is(k->function, l->function, l->function_len) &&
+           span_is(k->queue, l->queue->name, l->queue->name_len);
+}
+
+static taskq_span_t lane_queue(const tqd_lane_t *l)
+{
+    return (taskq_span_t){l->queue->name, l->queue->name_len};
+}
+
+static taskq_span_t lane_function(const tqd_lane_t *l)
+{
+    return (taskq_span_t){l->function, l->function_len};
+}
+
+/* Take lane out of every worker's list, the index and the vector; free it. */
+static void lane_free(tqd_queue_t *q, tqd_lane_t *lane)
+{
+    for (size_t i = 0; i < q->workers->len; i++)
+        tqd_worker_remove_lane(q->workers->v[i], lane);
+    tqd_htab_remove(&q->lane_index, lane->hash, lane);
+    q->lanes[lane->index] = q->lanes[--q->n_lanes];
+    q->lanes[lane->index]->index = lane->index;
+    lane->queue->lanes--;
+    free(lane);
+}
+
+/* The lane of (queue, function), made and given to the workers that serve
+ * it if new.  NULL with *err = -ENOSPC or -ENOMEM. */
+static tqd_lane_t *lane_get(tqd_queue_t *q, taskq_span_t queue, taskq_span_t function, int *err)
+{
+    lane_key_t key = {queue, function};
+    uint64_t hash =
+        tqd_hash_bytes(function.ptr, function.len, tqd_hash_bytes(queue.ptr, queue.len, q->seed));
+    tqd_lane_t *lane = tqd_htab_find(&q->lane_index, hash, lane_has_key, &key);
+    if (lane)
+        return lane;
+    *err = -ENOSPC;
+    if (q->n_lanes >= TQD_MAX_LANES)
+        return NULL;
+    *err = -ENOMEM;
+    tqd_qinfo_t *qi = qinfo_get(q, queue);
+    if (!qi)
+        return NULL;
+    lane = calloc(1, sizeof *lane + function.len);
+    if (!lane)
+        return NULL;
+    lane->hash = hash;
+    lane->serial = q->lane_serial++;
+    lane->queue = qi;
+    lane->function_len = (uint32_t)function.len;
+    memcpy(lane->function, function.ptr, function.len);
+    lane->index = q->n_lanes;
+    if (tqd_htab_reserve(&q->lane_index, 1) < 0 ||
+        vec_push((void ***)&q->lanes, &q->n_lanes, &q->cap_lanes, lane) < 0) {
+        free(lane);
+        return NULL;
+    }
+    tqd_htab_insert(&q->lane_index, hash, lane);
+    qi->lanes++;
+    for (size_t i = 0; i < q->workers->len; i++) {
+        tqd_worker_t *w = q->workers->v[i];
+        if (tqd_worker_serves(w, queue, function) && tqd_worker_add_lane(w, lane) < 0) {
+            lane_free(q, lane);
+            return NULL;
+        }
+    }
+    return lane;
+}
+
+int tqd_queue_attach(tqd_queue_t *q, tqd_worker_t *w)
+{
+    for (size_t i = 0; i < q->n_lanes; i++) {
+        tqd_lane_t *lane = q->lanes[i];
+        if (tqd_worker_serves(w, lane_queue(lane), lane_function(lane)) &&
+            tqd_worker_add_lane(w, lane) < 0)
+            return -ENOMEM;
+    }
+    q->dispatch_needed = true;
+    return 0;
+}
+
+void tqd_queue_sweep(tqd_queue_t *q)
+{
+    /* Backwards, because freeing moves the last lane into the hole. */
+    for (size_t i = q->n_lanes; i-- > 0;) {
+        tqd_lane_t *lane = q->lanes[i];
+        if (lane->refs)
+            lane->idle = false;
+        else if (!lane->idle)
+            lane->idle = true;
+        else
+            lane_free(q, lane);
+    }
+    for (size_t i = q->n_queues; i-- > 0 && q->n_queues > TQD_IDLE_QUEUES;)
+        if (q->queues[i]->lanes == 0)
+            qinfo_free(q, q->queues[i]);
+}
+
+/* ---- Levels and flows -------------------------------------------------- */
+
+typedef struct flow_key {
+    const tqd_lane_t *lane;
+    int32_t priority;
+    uint64_t client_id;
+} flow_key_t;
+
+static bool flow_has_key(const void *item, const void *key)
+{
+    const tqd_flow_t *f = item;
+    const flow_key_t *k = key;
+    return f->lane == k->lane && f->client_id == k->client_id && f->level->priority == k->priority;
+}
+
+static uint64_t flow_hash(const flow_key_t *k)
+{
+    return tqd_hash_u64(k->lane->serial ^ tqd_hash_u64(k->client_id) ^
+                        ((uint64_t)(uint32_t)k->priority << 40));
+}
+
+/* The level of priority in lane, made (in order) if missing; NULL on OOM. */
+static tqd_level_t *level_get(tqd_lane_t *lane, int32_t priority)
+{
+    tqd_level_t *prev = NULL, *l = lane->levels;
+    while (l && l->priority > priority) {
+        prev = l;
+        l = l->next;
+    }
+    if (l && l->priority == priority)
+        return l;
+    tqd_level_t *nl = calloc(1, sizeof *nl);
+    if (!nl)
+        return NULL;
+    nl->priority = priority;
+    nl->prev = prev;
+    nl->next = l;
+    if (l)
+        l->prev = nl;
+    if (prev)
+        prev->next = nl;
+    else
+        lane->levels = nl;
+    return nl;
+}
+
+static void level_free(tqd_lane_t *lane, tqd_level_t *l)
+{
+    if (l->prev)
+        l->prev->next = l->next;
+    else
+        lane->levels = l->next;
+    if (l->next)
+        l->next->prev = l->prev;
+    free(l);
+}
+
+/*
+ * Queue job in its flow: at the back, or at the front for a retry.  A new
+ * flow joins its level's ring just before the cursor (last in the current
+ * round of clients), except for a retry, which takes the cursor: the job
+ * was at the front before.  Returns 0 or -ENOMEM (nothing changed).
+ */
+static int flow_push(tqd_queue_t *q, tqd_job_t *job, bool front)
+{
+    flow_key_t key = {job->lane, job->priority, job->client_id};
+    uint64_t hash = flow_hash(&key);
+    tqd_flow_t *f = tqd_htab_find(&q->flows, hash, flow_has_key, &key);
+    if (!f) {
+        if (tqd_htab_reserve(&q->flows, 1) < 0)
+            return -ENOMEM;
+        f = calloc(1, sizeof *f);
+        if (!f)
+            return -ENOMEM;
+        tqd_level_t *l = level_get(job->lane, job->priority);
+        if (!l) {
+            free(f);
+            return -ENOMEM;
+        }
+        f->level = l;
+        f->lane = job->lane;
+        f->client_id = job->client_id;
+        f->hash = hash;
+        if (l->cursor) {
+            f->next = l->cursor;
+            f->prev = l->cursor->prev;
+            f->prev->next = f;
+            f->next->prev = f;
+        } else {
+            f->next = f->prev = f;
+        }
+        if (!l->cursor || front)
+            l->cursor = f;
+        tqd_htab_insert(&q->flows, hash, f);
+    }
+    job->flow = f;
+    if (front) {
+        job->prev = NULL;
+        job->next = f->head;
+        if (f->head)
+            f->head->prev = job;
+        else
+            f->tail = job;
+        f->head = job;
+    } else {
+        job->next = NULL;
+        job->prev = f->tail;
+        if (f->tail)
+            f->tail->next = job;
+        else
+            f->head = job;
+        f->tail = job;
+    }
+    return 0;
+}
+
+/* Take a queued job out of its flow; free the flow (and level) if empty. */
+static void flow_unlink(tqd_queue_t *q, tqd_job_t *job)
+{
+    tqd_flow_t *f = job->flow;
+    if (job->prev)
+        job->prev->next = job->next;
+    else
+        f->head = job->next;
+    if (job->next)
+        job->next->prev = job->prev;
+    else
+        f->tail = job->prev;
+    job->prev = job->next = NULL;
+    job->flow = NULL;
+    if (f->head)
+        return;
+    tqd_level_t *l = f->level;
+    if (f->next == f) {
+        level_free(f->lane, l);
+    } else {
+        if (l->cursor == f)
+            l->cursor = f->next;
+        f->prev->next = f->next;
+        f->next->prev = f->prev;
+    }
+    tqd_htab_remove(&q->flows, f->hash, f);
+    free(f);
+}
+
+/* ---- Adding and dropping ----------------------------------------------- */
+
+int tqd_queue_add(tqd_queue_t *q, uint64_t client_id, const taskq_submit_item_t *item,
+                  tqd_job_t **ret)
+{
+    int rc;
+    tqd_lane_t *lane = lane_get(q, item->queue, item->function, &rc);
+    if (!lane)
+        return rc;
+    if (tqd_htab_reserve(&q->jobs, 1) < 0)
+        return -ENOMEM;
+    tqd_job_t *job = calloc(1, sizeof *job + item->arg.len);
+    if (!job)
+        return -ENOMEM;
+    job->id = q->next_id;
+    job->client_id = client_id;
+    job->lane = lane;
+    job->priority = (int16_t)item->priority;
+    job->max_attempts = (uint16_t)item->max_attempts;
+    job->timeout_ms = item->timeout_ms;
+    job->arg_len = (uint32_t)item->arg.len;
+    memcpy(job->arg, item->arg.ptr, item->arg.len);
+    job->state = TQD_JOB_QUEUED;
+    if (flow_push(q, job, false) < 0) {
+        free(job);
+        return -ENOMEM;
+    }
+    tqd_htab_insert(&q->jobs, tqd_hash_u64(job->id), job);
+    q->next_id++;
+    lane->refs++;
+    lane->idle = false;
+    lane->queue->queued++;
+    q->queued++;
+    q->dispatch_needed = true;
+    *ret = job;
+    return 0;
+}
+
+void tqd_queue_drop(tqd_queue_t *q, tqd_job_t *job)
+{
+    flow_unlink(q, job);
+    job->lane->refs--;
+    job->lane->queue->queued--;
+    q->queued--;
+    if (job->id == q->next_id - 1)
+        q->next_id--;
+    job_free(q, job);
+}
+
+/* ---- Outcomes ---------------------------------------------------------- */
+
+/* Give job its outcome: leave its lane or worker, store the payload, count
+ * it, retain it, and tell the owner. */
+static void finish(tqd_queue_t *q, tqd_job_t *job, uint8_t status, const void *payload, size_t len,
+                   uint64_t now)
+{
+    tqd_qinfo_t *qi = job->lane->queue;
+    if (job->state == TQD_JOB_QUEUED) {
+        flow_unlink(q, job);
+        qi->queued--;
+        q->queued--;
+    } else {
+        qi->running--;
+        q->running--;
+        job->worker = NULL;
+    }
+    job->lane->refs--;
+    job->lane = NULL;
+    job->result = len ? malloc(len) : NULL;
+    if (job->result) {
+        memcpy(job->result, payload, len);
+        job->result_len = (uint32_t)len;
+    } else if (status == TASKQ_STATUS_DONE) {
+        status = TASKQ_STATUS_FAILED;
+    }
+    switch (status) {
+    case TASKQ_STATUS_DONE:
+        qi->done++;
+        q->done++;
+        break;
+    case TASKQ_STATUS_FAILED:
+        qi->failed++;
+        q->failed++;
+        break;
+    case TASKQ_STATUS_CANCELLED:
+        q->cancelled++;
+        break;
+    case TASKQ_STATUS_LOST:
+        q->lost++;
+        break;
+    default:
+        q->timedout++;
+        break;
+    }
+    job->state = TQD_JOB_FINISHED;
+    job->status = status;
+    job->finished_ms = now;
+    job->next = NULL;
+    job->prev = q->newest;
+    if (q->newest)
+        q->newest->next = job;
+    else
+        q->oldest = job;
+    q->newest = job;
+    q->retained++;
+    q->ev.finished(q->ev.ctx, job);
+    free(job->watchers);
+    job->watchers = NULL;
+    job->n_watchers = 0;
+}
+
+/* finish() with a str payload holding text. */
+static void finish_text(tqd_queue_t *q, tqd_job_t *job, uint8_t status, const char *text,
+                        uint64_t now)
+{
+    taskq_buf_t b = {0};
+    if (taskq_enc_str(&b, text, strlen(text)) == 0)
+        finish(q, job, status, b.data, b.len, now);
+    else
+        finish(q, job, status, NULL, 0, now);
+    taskq_buf_fini(&b);
+}
+
+void tqd_queue_forget(tqd_queue_t *q, tqd_job_t *job)
+{
+    if (job->prev)
+        job->prev->next = job->next;
+    else
+        q->oldest = job->next;
+    if (job->next)
+        job->next->prev = job->prev;
+    else
+        q->newest = job->prev;
+    q->retained--;
+    job_free(q, job);
+}
+
+int tqd_queue_watch(tqd_queue_t *q, tqd_job_t *job, uint64_t client_id)
+{
+    if (client_id == job->client_id)
+        return 0;
+    for (uint16_t i = 0; i < job->n_watchers; i++)
+        if (job->watchers[i] == client_id)
+            return 0;
+    if (job->n_watchers >= TQD_MAX_WATCHERS)
+        return -ENOSPC;
+    uint64_t *v = realloc(job->watchers, (job->n_watchers + 1u) * sizeof *v);
+    if (!v)
+        return -ENOMEM;
+    v[job->n_watchers++] = client_id;
+    job->watchers = v;
+    return 0;
+}
+
+/* ---- Running ----------------------------------------------------------- */
+
+/* The lane of w whose head has the highest priority; among equals, the
+ * first after the one served last. */
+static tqd_lane_t *pick_lane(tqd_worker_t *w)
+{
+    tqd_lane_t *best = NULL;
+    uint32_t best_i = 0;
+    for (uint32_t k = 1; k <= w->n_lanes; k++) {
+        uint32_t i = (uint32_t)(((uint64_t)w->lane_cursor + k) % w->n_lanes);
+        tqd_lane_t *l = w->lanes[i];
+        if (l->levels && (!best || l->levels->priority > best->levels->priority)) {
+            best = l;
+            best_i = i;
+        }
+    }
+    if (best)
+        w->lane_cursor = best_i;
+    return best;
+}
+
+/* Give the next job of lane to w (which has room reserved). */
+static void assign_next(tqd_queue_t *q, tqd_lane_t *lane, tqd_worker_t *w)
+{
+    tqd_level_t *l = lane->levels;
+    tqd_flow_t *f = l->cursor;
+    tqd_job_t *job = f->head;
+    l->cursor = f->next;
+    flow_unlink(q, job);
+    job->state = TQD_JOB_RUNNING;
+    job->attempt++;
+    job->worker = w;
+    lane->queue->queued--;
+    lane->queue->running++;
+    q->queued--;
+    q->running++;
+    tqd_worker_hold(w, job->id, job->attempt, job);
+    q->ev.assigned(q->ev.ctx, w, job);
+}
+
+void tqd_queue_dispatch(tqd_queue_t *q)
+{
+    if (!q->dispatch_needed)
+        return;
+    q->dispatch_needed = false;
+    tqd_workers_t *ws = q->workers;
+    size_t m = 0;
+    for (size_t k = 0; k < ws->len && q->queued > 0; k++) {
+        tqd_worker_t *w = ws->v[(ws->rr + k) % ws->len];
+        if (w->used < w->credit && w->n_lanes > 0)
+            ws->scratch[m++] = w;
+    }
+    if (ws->len)
+        ws->rr = (ws->rr + 1) % ws->len;
+    while (m > 0 && q->queued > 0) {
+        size_t keep = 0;
+        for (size_t i = 0; i < m && q->queued > 0; i++) {
+            tqd_worker_t *w = ws->scratch[i];
+            tqd_lane_t *lane = pick_lane(w);
+            if (!lane || tqd_worker_reserve(w) < 0)
+                continue;
+            assign_next(q, lane, w);
+            if (w->used < w->credit)
+                ws->scratch[keep++] = w;
+        }
+        m = keep;
+    }
+}
+
+int tqd_queue_done(tqd_queue_t *q, tqd_worker_t *w, const taskq_done_item_t *d, uint64_t now)
+{
+    if (!tqd_worker_release(w, d->job_id, d->attempt))
+        return -ENOENT;
+    w->done++;
+    q->dispatch_needed = true;
+    tqd_job_t *job = tqd_queue_find(q, d->job_id);
+    if (!job || job->state != TQD_JOB_RUNNING || job->attempt != d->attempt)
+        return 1;
+    finish(q, job, d->status == TASKQ_DONE_OK ? TASKQ_STATUS_DONE : TASKQ_STATUS_FAILED,
+           d->payload.ptr, d->payload.len, now);
+    return 0;
+}
+
+void tqd_queue_cancel(tqd_queue_t *q, tqd_job_t *job, uint64_t now)
+{
+    finish_text(q, job, TASKQ_STATUS_CANCELLED, "cancelled by a client", now);
+}
+
+void tqd_queue_supersede(tqd_queue_t *q, tqd_job_t *job, uint8_t status, const char *why,
+                         uint64_t now)
+{
+    if (job->attempt >= job->max_attempts) {
+        finish_text(q, job, status, why, now);
+        return;
+    }
+    job->worker = NULL;
+    job->state = TQD_JOB_QUEUED;
+    if (flow_push(q, job, true) < 0) {
+        job->state = TQD_JOB_RUNNING;
+        finish(q, job, status, NULL, 0, now);
+        return;
+    }
+    tqd_qinfo_t *qi = job->lane->queue;
+    qi->running--;
+    qi->queued++;
+    qi->retried++;
+    q->running--;
+    q->queued++;
+    q->retried++;
+    q->dispatch_needed = true;
+}
+
+void tqd_queue_worker_gone(tqd_queue_t *q, tqd_worker_t *w, uint64_t now)
+{
+    size_t pos = 0;
+    tqd_held_t h;
+    while (tqd_worker_held_next(w, &pos, &h)) {
+        tqd_job_t *job = tqd_queue_find(q, h.job);
+        if (!job || job->state != TQD_JOB_RUNNING || job->attempt != h.attempt)
+            continue;
+        char why[1024];
+        snprintf(why, sizeof why, "worker %.*s on %.*s (pid %u) went away during attempt %u of %u",
+                 (int)w->peer.name_len, (const char *)w->peer.name, (int)w->peer.host_len,
+                 (const char *)w->peer.host, w->peer.pid, (unsigned)job->attempt,
+                 (unsigned)job->max_attempts);
+        tqd_queue_supersede(q, job, TASKQ_STATUS_LOST, why, now);
+    }
+}
+
+void tqd_queue_fini(tqd_queue_t *q)
+{
+    size_t pos = 0;
+    tqd_job_t *job;
+    while ((job = tqd_htab_next(&q->jobs, &pos))) {
+        free(job->watchers);
+        free(job->result);
+        free(job);
+    }
+    pos = 0;
+    tqd_flow_t *f;
+    while ((f = tqd_htab_next(&q->flows, &pos)))
+        free(f);
+    for (size_t i = 0; i < q->n_lanes; i++) {
+        while (q->lanes[i]->levels)
+            level_free(q->lanes[i], q->lanes[i]->levels);
+        free(q->lanes[i]);
+    }
+    for (size_t i = 0; i < q->n_queues; i++)
+        free(q->queues[i]);
+    free(q->lanes);
+    free(q->queues);
+    tqd_htab_fini(&q->jobs);
+    tqd_htab_fini(&q->lane_index);
+    tqd_htab_fini(&q->queue_index);
+    tqd_htab_fini(&q->flows);
+    memset(q, 0, sizeof *q);
+}

@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# Install the Debian 12 packages taskq builds and tests with (only the
+# missing ones; apt-get runs only when something is missing).
+set -euo pipefail
+
+pkgs=(build-essential cmake pkg-config libzmq3-dev libmsgpack-dev check
+      libsqlite3-dev libsystemd-dev)
+
+missing=()
+for p in "${pkgs[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")
+done
+[ ${#missing[@]} -eq 0 ] && exit 0
+
+sudo=""
+[ "$(id -u)" -eq 0 ] || sudo="sudo"
+echo "installing: ${missing[*]}"
+$sudo apt-get update -qq
+DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}"
