@@ -171,11 +171,12 @@ static void client_disconnect(tqd_broker_t *b, tqd_client_t *c)
 }
 
 /* A worker is gone: its attempts are superseded, its record freed. */
-static void worker_gone(tqd_broker_t *b, tqd_worker_t *w, const char *why)
+/* w left: why says how; said_bye for an orderly goodbye. */
+static void worker_gone(tqd_broker_t *b, tqd_worker_t *w, const char *why, bool said_bye)
 {
     TQD_LOG(LOG_NOTICE, PEER_FMT " left (%s) holding %" PRIu32 " attempts", PEER_ARGS(&w->peer),
             why, w->used);
-    tqd_queue_worker_gone(&b->queue, w, b->now);
+    tqd_queue_worker_gone(&b->queue, w, said_bye, b->now);
     peer_unmap(b, &w->peer);
     if (w->peer.out_slot)
         b->out_workers[w->peer.out_slot - 1] = NULL;
@@ -186,7 +187,7 @@ static void worker_gone(tqd_broker_t *b, tqd_worker_t *w, const char *why)
 static void peer_leave(tqd_broker_t *b, tqd_peer_t *p, const char *why)
 {
     if (p->role == TASKQ_ROLE_WORKER) {
-        worker_gone(b, (tqd_worker_t *)p, why);
+        worker_gone(b, (tqd_worker_t *)p, why, false);
     } else {
         TQD_LOG(LOG_INFO, PEER_FMT " left (%s)", PEER_ARGS(p), why);
         client_disconnect(b, (tqd_client_t *)p);
@@ -484,7 +485,7 @@ static void on_worker_msg(tqd_broker_t *b, tqd_worker_t *w, const taskq_msg_t *m
     case TASKQ_MSG_HEARTBEAT:
         break;
     case TASKQ_MSG_BYE:
-        worker_gone(b, w, "said BYE");
+        worker_gone(b, w, "said BYE", true);
         break;
     case TASKQ_MSG_DONE:
         on_done(b, w, m->u.done);
@@ -567,9 +568,9 @@ static void tick(tqd_broker_t *b)
     for (size_t i = b->workers.len; i-- > 0;) {
         tqd_worker_t *w = b->workers.v[i];
         if (b->now - w->peer.last_seen > silence)
-            worker_gone(b, w, "silent");
+            worker_gone(b, w, "silent", false);
         else if (send_heartbeat(b, &w->peer) == -EHOSTUNREACH)
-            worker_gone(b, w, "connection closed");
+            worker_gone(b, w, "connection closed", false);
     }
     for (size_t i = b->clients.len; i-- > 0;) {
         tqd_client_t *c = b->clients.v[i];
@@ -584,12 +585,12 @@ static void tick(tqd_broker_t *b)
         TQD_LOG(LOG_ERR, "cannot arm the heartbeat timer");
 }
 
-static void run_limit(tqd_broker_t *b, uint64_t job_id, uint32_t attempt)
+static void run_limit(tqd_broker_t *b, uint64_t job_id, uint32_t delivery)
 {
     tqd_job_t *job = tqd_queue_find(&b->queue, job_id);
-    if (!job || job->state != TQD_JOB_RUNNING || job->attempt != attempt)
+    if (!job || job->state != TQD_JOB_RUNNING || job->deliveries != delivery)
         return;
-    if (tqd_worker_owe_abandon(job->worker, job_id, attempt) == 0)
+    if (tqd_worker_owe_abandon(job->worker, job_id, job->attempt) == 0)
         want_flush_worker(b, job->worker);
     else
         TQD_LOG(LOG_ERR, "out of memory: no ABANDON for job %" PRIu64, job_id);
@@ -606,7 +607,7 @@ static bool timer_live(void *ctx, const tqd_timer_t *t)
     if (t->kind != TIMER_RUN_LIMIT)
         return true;
     const tqd_job_t *job = tqd_queue_find(&b->queue, t->id);
-    return job && job->state == TQD_JOB_RUNNING && job->attempt == t->gen;
+    return job && job->state == TQD_JOB_RUNNING && job->deliveries == t->gen;
 }
 
 static void fire_timers(tqd_broker_t *b)
@@ -717,7 +718,7 @@ static void flush_worker(tqd_broker_t *b, tqd_worker_t *w)
         for (uint32_t k = 0; k < w->n_abandon && rc == 0; k++)
             rc = taskq_enc_abandon_item(&b->out, &w->abandon[k]);
         if (send_out(b, w->peer.rid, w->peer.rid_len, rc) == -EHOSTUNREACH) {
-            worker_gone(b, w, "connection closed");
+            worker_gone(b, w, "connection closed", false);
             return;
         }
         w->n_abandon = 0;
@@ -749,7 +750,7 @@ static void flush_worker(tqd_broker_t *b, tqd_worker_t *w)
         }
         rc = send_out(b, w->peer.rid, w->peer.rid_len, rc);
         if (rc < 0) {
-            worker_gone(b, w, rc == -EHOSTUNREACH ? "connection closed" : "cannot send to it");
+            worker_gone(b, w, rc == -EHOSTUNREACH ? "connection closed" : "cannot send to it", false);
             return;
         }
         i = j;
@@ -758,7 +759,7 @@ static void flush_worker(tqd_broker_t *b, tqd_worker_t *w)
         const tqd_job_t *job = w->unsent[k];
         tqd_store_dispatched(b->store, job);
         if (job->timeout_ms && tqd_timers_add(&b->timers, b->now + job->timeout_ms, TIMER_RUN_LIMIT,
-                                              job->id, job->attempt) < 0)
+                                              job->id, job->deliveries) < 0)
             TQD_LOG(LOG_ERR, "out of memory: job %" PRIu64 " runs without its run limit", job->id);
     }
     w->n_unsent = 0;

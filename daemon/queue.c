@@ -566,6 +566,7 @@ static void assign_next(tqd_queue_t *q, tqd_lane_t *lane, tqd_worker_t *w)
     flow_unlink(q, job);
     job->state = TQD_JOB_RUNNING;
     job->attempt++;
+    job->deliveries++;
     job->worker = w;
     lane->queue->queued--;
     lane->queue->running++;
@@ -604,15 +605,48 @@ void tqd_queue_dispatch(tqd_queue_t *q)
     }
 }
 
+/* Put a running job back at the front of its client's FIFO.  On ENOMEM it
+ * finishes with status instead. */
+static void requeue(tqd_queue_t *q, tqd_job_t *job, uint8_t status, uint64_t now)
+{
+    job->worker = NULL;
+    job->state = TQD_JOB_QUEUED;
+    if (flow_push(q, job, true) < 0) {
+        job->state = TQD_JOB_RUNNING;
+        finish(q, job, status, NULL, 0, now);
+        return;
+    }
+    job->lane->queue->running--;
+    job->lane->queue->queued++;
+    q->running--;
+    q->queued++;
+    q->dispatch_needed = true;
+}
+
+/* The current attempt was never started: the next delivery reuses its
+ * number, so handing work back costs the job none of its attempts.
+ * Fencing still holds, as the worker no longer holds this attempt. */
+static void give_back(tqd_queue_t *q, tqd_job_t *job, uint64_t now)
+{
+    job->attempt--;
+    requeue(q, job, TASKQ_STATUS_LOST, now);
+}
+
 int tqd_queue_done(tqd_queue_t *q, tqd_worker_t *w, const taskq_done_item_t *d, uint64_t now)
 {
     if (!tqd_worker_release(w, d->job_id, d->attempt))
         return -ENOENT;
+    if (d->status == TASKQ_DONE_RETURNED && w->credit > 0)
+        w->credit--; /* the worker is leaving: it gives up the slot too */
     w->done++;
     q->dispatch_needed = true;
     tqd_job_t *job = tqd_queue_find(q, d->job_id);
     if (!job || job->state != TQD_JOB_RUNNING || job->attempt != d->attempt)
         return 1;
+    if (d->status == TASKQ_DONE_RETURNED) {
+        give_back(q, job, now);
+        return 0;
+    }
     finish(q, job, d->status == TASKQ_DONE_OK ? TASKQ_STATUS_DONE : TASKQ_STATUS_FAILED,
            d->payload.ptr, d->payload.len, now);
     return 0;
@@ -630,24 +664,14 @@ void tqd_queue_supersede(tqd_queue_t *q, tqd_job_t *job, uint8_t status, const c
         finish_text(q, job, status, why, now);
         return;
     }
-    job->worker = NULL;
-    job->state = TQD_JOB_QUEUED;
-    if (flow_push(q, job, true) < 0) {
-        job->state = TQD_JOB_RUNNING;
-        finish(q, job, status, NULL, 0, now);
-        return;
+    requeue(q, job, status, now);
+    if (job->state == TQD_JOB_QUEUED) {
+        job->lane->queue->retried++;
+        q->retried++;
     }
-    tqd_qinfo_t *qi = job->lane->queue;
-    qi->running--;
-    qi->queued++;
-    qi->retried++;
-    q->running--;
-    q->queued++;
-    q->retried++;
-    q->dispatch_needed = true;
 }
 
-void tqd_queue_worker_gone(tqd_queue_t *q, tqd_worker_t *w, uint64_t now)
+void tqd_queue_worker_gone(tqd_queue_t *q, tqd_worker_t *w, bool said_bye, uint64_t now)
 {
     size_t pos = 0;
     tqd_held_t h;
@@ -655,6 +679,10 @@ void tqd_queue_worker_gone(tqd_queue_t *q, tqd_worker_t *w, uint64_t now)
         tqd_job_t *job = tqd_queue_find(q, h.job);
         if (!job || job->state != TQD_JOB_RUNNING || job->attempt != h.attempt)
             continue;
+        if (said_bye) {
+            give_back(q, job, now);
+            continue;
+        }
         char why[1024];
         snprintf(why, sizeof why, "worker %.*s on %.*s (pid %u) went away during attempt %u of %u",
                  (int)w->peer.name_len, (const char *)w->peer.name, (int)w->peer.host_len,

@@ -81,7 +81,8 @@ typedef struct tqd_job {
     uint32_t timeout_ms;   /* run limit of each attempt, 0: none */
     int16_t priority;      /* -1000..1000, larger first */
     uint16_t max_attempts; /* 1..1000 */
-    uint16_t attempt;      /* deliveries so far (the current attempt's number) */
+    uint16_t attempt;      /* the current attempt's number (returned ones reused) */
+    uint16_t deliveries;   /* times dispatched (wraps): names a run-limit timer */
     uint16_t n_watchers;   /* entries of watchers */
     uint8_t state;         /* tqd_job_state_t */
     uint8_t status;        /* finished: taskq_status_t */
@@ -180,7 +181,10 @@ void tqd_queue_dispatch(tqd_queue_t *q);
  * -ENOENT and changes nothing (the worker is lying: count it as malformed).
  * Otherwise the credit is freed and, if that attempt is the job's current
  * one, the job finishes DONE (status OK) or FAILED (status ERROR) with the
- * item's payload and 0 is returned; else the outcome is stale: returns 1.
+ * item's payload, or (status RETURNED: the worker never started it) goes
+ * back to the front of its client's FIFO without using up an attempt, and
+ * 0 is returned; else the outcome is stale: returns 1.  A RETURNED item
+ * also takes one unit of w's credit away for good.
  */
 int tqd_queue_done(tqd_queue_t *q, tqd_worker_t *w, const taskq_done_item_t *d, uint64_t now);
 
@@ -201,11 +205,13 @@ void tqd_queue_supersede(tqd_queue_t *q, tqd_job_t *job, uint8_t status, const c
                          uint64_t now);
 
 /*
- * Worker w is gone: supersede (LOST) every job whose current attempt it
- * holds, naming the worker in the text.  w is left as it was, for the
- * caller to remove from the table and destroy.
+ * Worker w is gone.  If it said BYE, it has reported every attempt it
+ * started (PROTOCOL.md section 5), so the attempts it still holds go back
+ * as if RETURNED.  Otherwise (it died) every job whose current attempt it
+ * holds is superseded (LOST), naming the worker in the text.  w is left as
+ * it was, for the caller to remove from the table and destroy.
  */
-void tqd_queue_worker_gone(tqd_queue_t *q, tqd_worker_t *w, uint64_t now);
+void tqd_queue_worker_gone(tqd_queue_t *q, tqd_worker_t *w, bool said_bye, uint64_t now);
 
 /*
  * Client client_id wants the outcome of an unfinished job too.  Returns 0

@@ -2,7 +2,7 @@
  * timers.h - the broker's deadlines: a binary min-heap of (when, kind, id,
  * gen) entries, never removed early.  A stale entry is recognised when it
  * fires because its gen no longer matches (for a run limit, gen is the
- * attempt number); tqd_timers_compact() drops stale entries in bulk.
+ * job's delivery count); tqd_timers_compact() drops stale entries in bulk.
  */
 #ifndef TQD_TIMERS_H
 #define TQD_TIMERS_H

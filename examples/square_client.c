@@ -118,8 +118,9 @@ int main(int argc, char **argv)
     }
     run_t r = {0};
     msgpack_sbuffer_init(&r.arg);
-    /* Default window (4096 tasks in flight) and no overall timeout: if the
-     * broker cannot be reached, the tasks fail with TASKQ_ECLOSED. */
+    /* Default window (4096 tasks in flight) and no overall timeout: if no
+     * broker answers for 30 s (the client's reconnect_limit_ms), the map
+     * ends with TASKQ_ECLOSED. */
     taskq_map_opts_t opts = {.progress = progress};
 
     double start = now_s();

@@ -43,7 +43,7 @@ static int square(taskq_task_t *t, void *userdata)
     msgpack_unpacked_destroy(&in);
     if (!ok)
         return taskq_task_error(t, "square: the argument is not a 64-bit integer");
-    if (x > 3037000499 || x < -3037000499)
+    if (x > 3037000499 || x < -3037000499) /* |x| above the square root of INT64_MAX */
         return taskq_task_error(t, "square: %" PRId64 " squared does not fit 64 bits", x);
 
     msgpack_sbuffer out;

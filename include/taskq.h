@@ -369,12 +369,13 @@ TASKQ_API int taskq_worker_register(taskq_worker_t *w, const char *function,
  * Connect, announce the registered functions, and run tasks until
  * taskq_worker_stop() or until the broker says goodbye (BYE).  Heartbeats
  * flow while handlers run, however long they take.  If the broker stops
- * answering, the worker reconnects with exponential backoff (up to 32 s)
+ * answering, the worker reconnects with exponential backoff (1 s doubling up to 8 s)
  * and announces itself again; tasks it held but had not started are left
  * to the broker, which hands them out again.  On stop, the worker takes no
- * new tasks, waits for running handlers to return, reports their outcomes,
- * sends BYE and returns; tasks held but not started go back to the broker
- * (as after a worker's death, which uses up one of their attempts).  After
+ * new tasks, hands the tasks it holds but has not started back to the
+ * broker (which gives them to other workers without using up one of their
+ * attempts), waits for running handlers to return, reports their outcomes,
+ * sends BYE and returns.  After
  * the broker's BYE, it waits for running handlers and returns 0.
  * Returns 0, or TASKQ_EINVAL (no function registered, already running, or
  * an endpoint ZeroMQ does not understand), TASKQ_ESYS, or the code of the

@@ -63,6 +63,7 @@ typedef enum taskq_status {
 typedef enum taskq_done_status {
     TASKQ_DONE_OK = 0,    /* payload: the result object */
     TASKQ_DONE_ERROR = 1, /* payload: str, error text */
+    TASKQ_DONE_RETURNED = 2, /* not started; payload ignored (nil) */
 } taskq_done_status_t;
 
 /*

@@ -32,6 +32,7 @@ static void broker_setup(void)
 static void broker_teardown(void)
 {
     th_stop_all();
+    rmdir(broker.dir);
 }
 
 #define ck_assert_code(got, want)                                                       \
@@ -153,6 +154,46 @@ START_TEST(test_sigkill_worker_holding_tasks)
         taskq_future_destroy(&fs[i]);
     }
     ck_assert_int_gt(retried, 0);
+    taskq_client_destroy(&c);
+}
+END_TEST
+
+START_TEST(test_stopped_worker_returns_unstarted_tasks)
+{
+    /* One handler thread and a deep prefetch: the worker holds tasks it
+     * has not started.  Stopping it hands them back without using up an
+     * attempt, so even single-attempt tasks all finish elsewhere. */
+    const char *const deep[] = {"--threads", "1", "--prefetch", "16", NULL};
+    pid_t first = worker(deep);
+    taskq_client_t *c = client();
+    ck_assert_int_eq(th_wait_workers(c, 1, 10000), 0);
+    enum { N = 12 };
+    taskq_submit_opts_t once = {.max_attempts = 1};
+    taskq_future_t *fs[N];
+    for (int i = 0; i < N; i++)
+        fs[i] = submit_int(c, "sleep", 100, &once);
+    ck_assert_code(taskq_client_flush(c), 0);
+    uint64_t running = 0;
+    for (int i = 0; i < 500 && running < N; i++)
+        ck_assert_int_eq(th_stat(c, "running", &running), 0);
+    ck_assert_uint_eq(running, N);
+    pid_t second = worker(NULL);
+    ck_assert_int_eq(th_wait_workers(c, 2, 10000), 0);
+    int st = th_stop(first, SIGTERM);
+    ck_assert_msg(WIFEXITED(st) && WEXITSTATUS(st) == 0, "worker status %d", st);
+
+    int on_second = 0;
+    for (int i = 0; i < N; i++) {
+        int rc = taskq_future_wait(fs[i], 20000);
+        ck_assert_msg(rc == 0, "task %d: %s: %s", i, taskq_errname(rc), taskq_future_error(fs[i]));
+        ck_assert_uint_eq(taskq_future_attempts(fs[i]), 1);
+        on_second += result_int(fs[i]) == second;
+        taskq_future_destroy(&fs[i]);
+    }
+    ck_assert_int_ge(on_second, N - 2);
+    uint64_t retried = 1;
+    ck_assert_int_eq(th_stat(c, "retried", &retried), 0);
+    ck_assert_uint_eq(retried, 0);
     taskq_client_destroy(&c);
 }
 END_TEST
@@ -537,6 +578,7 @@ static Suite *integration_suite(void)
     } cases[] = {
         {"map", test_ten_thousand_over_three_workers, 120},
         {"worker_death", test_sigkill_worker_holding_tasks, 60},
+        {"worker_stop", test_stopped_worker_returns_unstarted_tasks, 60},
         {"wait_timeout", test_wait_timeout_then_result, 30},
         {"handler_error", test_handler_error_text, 30},
         {"run_limit", test_run_limit_retried_then_timed_out, 30},

@@ -95,7 +95,7 @@ static tqd_worker_t *add_worker(const char *name, uint32_t credit, const char *q
 /* Worker w left: what the broker does. */
 static void remove_worker(tqd_worker_t *w, uint64_t now)
 {
-    tqd_queue_worker_gone(&q, w, now);
+    tqd_queue_worker_gone(&q, w, false, now);
     tqd_workers_remove(&ws, w);
     tqd_worker_destroy(&w);
 }
@@ -437,6 +437,58 @@ START_TEST(stale_outcome_dropped)
 }
 END_TEST
 
+START_TEST(returned_keeps_its_attempt)
+{
+    /* A single-attempt job handed back unstarted is not lost: it goes to
+     * the front, and its next delivery carries the same attempt number. */
+    tqd_job_t *j = submit(1, "default", "f", 0, 1);
+    tqd_job_t *other = submit(1, "default", "f", 0, 1);
+    tqd_worker_t *w1 = add_worker("w1", 1, "default", "f");
+    tqd_queue_dispatch(&q);
+    take_unsent(w1);
+    ck_assert_uint_eq(j->deliveries, 1);
+    ck_assert_int_eq(done(w1, j->id, 1, TASKQ_DONE_RETURNED, 3), 0);
+    ck_assert_int_eq(j->state, TQD_JOB_QUEUED);
+    ck_assert_uint_eq(w1->used, 0);
+    ck_assert_uint_eq(w1->credit, 0); /* gave up its slot: gets nothing more */
+    tqd_queue_dispatch(&q);
+    ck_assert_uint_eq(w1->n_unsent, 0);
+    ck_assert_uint_eq(q.retried, 0);
+    ck_assert_uint_eq(q.running, 0);
+    ck_assert_uint_eq(n_finished, 0);
+    /* A second report of the same attempt is a lie now: w1 gave it back. */
+    ck_assert_int_eq(done(w1, j->id, 1, TASKQ_DONE_OK, 4), -ENOENT);
+
+    tqd_worker_t *w2 = add_worker("w2", 1, "default", "f");
+    remove_worker(w1, 5);
+    tqd_queue_dispatch(&q);
+    ck_assert_ptr_eq(w2->unsent[0], j); /* ahead of other */
+    ck_assert_uint_eq(j->attempt, 1);
+    ck_assert_uint_eq(j->deliveries, 2); /* a new run-limit timer generation */
+    ck_assert_int_eq(other->state, TQD_JOB_QUEUED);
+    ck_assert_int_eq(done(w2, j->id, 1, TASKQ_DONE_OK, 6), 0);
+    ck_assert_uint_eq(j->status, TASKQ_STATUS_DONE);
+}
+END_TEST
+
+START_TEST(bye_gives_back_held_attempts)
+{
+    /* A worker that says BYE has reported all it started: what it still
+     * holds goes back without using up an attempt. */
+    tqd_job_t *j = submit(1, "default", "f", 0, 1);
+    tqd_worker_t *w1 = add_worker("w1", 1, "default", "f");
+    tqd_queue_dispatch(&q);
+    take_unsent(w1);
+    tqd_queue_worker_gone(&q, w1, true, 5);
+    tqd_workers_remove(&ws, w1);
+    tqd_worker_destroy(&w1);
+    ck_assert_int_eq(j->state, TQD_JOB_QUEUED);
+    ck_assert_uint_eq(j->attempt, 0);
+    ck_assert_uint_eq(q.retried, 0);
+    ck_assert_uint_eq(n_finished, 0);
+}
+END_TEST
+
 START_TEST(lost_after_max_attempts)
 {
     tqd_job_t *j = submit(1, "default", "f", 0, 2);
@@ -751,6 +803,8 @@ static Suite *queue_suite(void)
     tcase_add_test(tc, requeue_goes_to_front);
     tcase_add_test(tc, requeue_takes_turn_first);
     tcase_add_test(tc, stale_outcome_dropped);
+    tcase_add_test(tc, returned_keeps_its_attempt);
+    tcase_add_test(tc, bye_gives_back_held_attempts);
     tcase_add_test(tc, lost_after_max_attempts);
     tcase_add_test(tc, timedout_on_last_attempt);
     suite_add_tcase(s, tc);

@@ -42,11 +42,13 @@ static void sleep_ms(int ms)
 static void cleanup_children(void)
 {
     for (int i = 0; i < MAX_CHILDREN; i++) {
-        if (children[i] <= 0)
-            continue;
-        kill(children[i], SIGKILL);
-        waitpid(children[i], NULL, 0);
+        if (children[i] > 0) {
+            kill(children[i], SIGKILL);
+            waitpid(children[i], NULL, 0);
+        }
         children[i] = 0;
+        if (!log_paths[i][0])
+            continue;
         FILE *f = fopen(log_paths[i], "r");
         if (!f)
             continue;
@@ -66,7 +68,7 @@ static void remember(pid_t pid, const char *log)
         atexit_set = true;
     }
     for (int i = 0; i < MAX_CHILDREN; i++) {
-        if (children[i] == 0) {
+        if (children[i] == 0 || (children[i] < 0 && !log_paths[i][0])) {
             children[i] = pid;
             snprintf(log_paths[i], sizeof log_paths[i], "%s", log);
             return;
@@ -74,11 +76,13 @@ static void remember(pid_t pid, const char *log)
     }
 }
 
+/* The child stays in the table with pid -1 so that its log is still
+ * printed or removed at the end. */
 static void forget(pid_t pid)
 {
     for (int i = 0; i < MAX_CHILDREN; i++)
         if (children[i] == pid)
-            children[i] = 0;
+            children[i] = -1;
 }
 
 /* fork + exec path with argv, stdout/stderr appended to log. */
@@ -134,9 +138,14 @@ int th_wait_exit(pid_t pid, int timeout_ms)
 
 void th_stop_all(void)
 {
-    for (int i = 0; i < MAX_CHILDREN; i++)
+    for (int i = 0; i < MAX_CHILDREN; i++) {
         if (children[i] > 0)
             th_stop(children[i], SIGTERM);
+        if (log_paths[i][0]) {
+            unlink(log_paths[i]);
+            log_paths[i][0] = '\0';
+        }
+    }
 }
 
 static int read_ready(const char *path, char *out, size_t cap)

@@ -135,6 +135,13 @@ void taskq__task_run(taskq_task_t *t)
     task_payload(t);
 }
 
+void taskq__task_return(taskq_task_t *t)
+{
+    static const uint8_t nil = 0xc0;
+    t->status = TASKQ_DONE_RETURNED;
+    t->payload = (taskq_span_t){&nil, 1};
+}
+
 void taskq__task_free(taskq_task_t *t)
 {
     taskq_buf_fini(&t->out);

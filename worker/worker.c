@@ -16,7 +16,7 @@
 #include "worker_impl.h"
 
 #define BACKOFF_MIN_MS 1000
-#define BACKOFF_MAX_MS 32000
+#define BACKOFF_MAX_MS 8000
 /* How long the last DONE and BYE may take to go out when the run ends. */
 #define FINAL_LINGER_MS 1000
 /* The most a worker may announce: credit, queues, functions. */
@@ -41,8 +41,8 @@ struct taskq_worker {
 
     /* Shared with the handler threads, under mu. */
     pthread_mutex_t mu;
-    pthread_cond_t cv;         /* todo has attempts, or quit */
-    taskq_task_t *todo_head, *todo_tail;
+    pthread_cond_t cv;         /* pending has attempts, or quit */
+    taskq_task_t *pending_head, *pending_tail;
     taskq_task_t *done_head, *done_tail;
     bool quit;
 
@@ -50,7 +50,7 @@ struct taskq_worker {
     void *ctx;
     void *sock;                /* NULL while waiting to reconnect */
     bool ready;                /* WELCOME received on sock */
-    uint64_t store_id;         /* from the last WELCOME */
+    uint64_t hello_seq;        /* HELLOs sent so far: names the connection */
     int64_t alive_at;          /* ms: last message from the broker, or HELLO */
     int64_t sent_at;           /* ms: last message sent */
     int64_t reconnect_at;      /* ms: when to open a new socket */
@@ -61,7 +61,7 @@ struct taskq_worker {
     taskq_task_t *held;        /* every attempt received and not yet freed */
     taskq_task_t *outbox;      /* outcomes to send, oldest first, */
     taskq_task_t *outbox_tail; /*   kept while there is no socket */
-    size_t n_busy;             /* attempts in todo, running or in done */
+    size_t n_busy;             /* attempts in pending, running or in done */
     int result;                /* what taskq_worker_run returns */
     bool leaving;              /* stop, BYE or refusal: take no new attempts */
     taskq_buf_t out;           /* frame being encoded */
@@ -205,14 +205,14 @@ static void *handler_main(void *arg)
     taskq_worker_t *w = arg;
     pthread_mutex_lock(&w->mu);
     for (;;) {
-        while (!w->todo_head && !w->quit)
+        while (!w->pending_head && !w->quit)
             pthread_cond_wait(&w->cv, &w->mu);
         if (w->quit)
             break;
-        taskq_task_t *t = w->todo_head;
-        w->todo_head = t->next;
-        if (!w->todo_head)
-            w->todo_tail = NULL;
+        taskq_task_t *t = w->pending_head;
+        w->pending_head = t->next;
+        if (!w->pending_head)
+            w->pending_tail = NULL;
         pthread_mutex_unlock(&w->mu);
 
         taskq__task_run(t);
@@ -260,17 +260,26 @@ static void outbox_push(taskq_worker_t *w, taskq_task_t *t)
 
 /* Free attempts queued but not started: the broker gives them to another
  * worker once this connection is over. */
-static void drop_todo(taskq_worker_t *w)
+/* Take back the attempts no handler has started.  With give_back they are
+ * reported RETURNED, so the broker hands them to another worker without
+ * using up an attempt; otherwise they are dropped (the connection is gone
+ * and the broker supersedes them itself). */
+static void take_back_pending(taskq_worker_t *w, bool give_back)
 {
     pthread_mutex_lock(&w->mu);
-    taskq_task_t *t = w->todo_head;
-    w->todo_head = w->todo_tail = NULL;
+    taskq_task_t *t = w->pending_head;
+    w->pending_head = w->pending_tail = NULL;
     pthread_mutex_unlock(&w->mu);
     while (t) {
         taskq_task_t *next = t->next;
-        held_remove(w, t);
-        taskq__task_free(t);
         w->n_busy--;
+        if (give_back) {
+            taskq__task_return(t);
+            outbox_push(w, t);
+        } else {
+            held_remove(w, t);
+            taskq__task_free(t);
+        }
         t = next;
     }
 }
@@ -296,15 +305,16 @@ static int send_out(taskq_worker_t *w, int64_t now)
     return taskq__send(w->sock, &w->out);
 }
 
-/* Free the outcomes of attempts that a broker with another store gave:
- * their job ids may name other jobs in this one. */
+/* Free the outcomes of attempts received before the last HELLO: the broker
+ * has superseded them, and a restarted broker may have given the same job
+ * id and attempt to another job (PROTOCOL.md section 4). */
 static void drop_foreign(taskq_worker_t *w)
 {
     taskq_task_t **p = &w->outbox;
     w->outbox_tail = NULL;
     while (*p) {
         taskq_task_t *t = *p;
-        if (t->store_id == w->store_id) {
+        if (t->hello_seq == w->hello_seq) {
             w->outbox_tail = t;
             p = &t->next;
         } else {
@@ -317,9 +327,7 @@ static void drop_foreign(taskq_worker_t *w)
 
 /*
  * Once the handshake is done, send the outbox as DONE messages, each within
- * the broker's batch and frame limits, and free what was sent.  Outcomes
- * of attempts from an earlier connection to the same store are sent too:
- * the broker drops them as stale.
+ * the broker's batch and frame limits, and free what was sent.
  */
 static void send_outbox(taskq_worker_t *w, int64_t now)
 {
@@ -387,6 +395,7 @@ static int send_hello(taskq_worker_t *w, int64_t now)
 static int conn_open(taskq_worker_t *w, int64_t now)
 {
     int rc = taskq__socket_open(w->ctx, w->endpoint, &w->sock);
+    w->hello_seq++;
     if (!rc && (rc = send_hello(w, now)) != 0)
         taskq__socket_close(&w->sock, 0);
     if (rc)
@@ -403,7 +412,7 @@ static void conn_lost(taskq_worker_t *w, int64_t now, int32_t delay_ms)
     taskq__socket_close(&w->sock, 0);
     w->ready = false;
     w->reconnect_at = now + delay_ms;
-    drop_todo(w);
+    take_back_pending(w, false);
 }
 
 static int32_t backoff_next(taskq_worker_t *w)
@@ -419,7 +428,7 @@ static void leave(taskq_worker_t *w, int result)
     if (!w->leaving) {
         w->leaving = true;
         w->result = result;
-        drop_todo(w);
+        take_back_pending(w, w->ready);
     }
 }
 
@@ -437,7 +446,7 @@ static void on_tasks(taskq_worker_t *w, taskq_iter_t it)
     taskq_task_t *head = NULL, *tail = NULL;
     size_t n = 0;
     taskq_task_item_t item;
-    while (!w->leaving && taskq_iter_task(&it, &item) > 0) {
+    while (taskq_iter_task(&it, &item) > 0) {
         taskq_task_t *t = malloc(sizeof *t + item.arg.len);
         if (!t)
             continue; /* the broker supersedes it when this worker goes */
@@ -446,7 +455,7 @@ static void on_tasks(taskq_worker_t *w, taskq_iter_t it)
             .job_id = item.job_id,
             .seed = item.seed,
             .attempt = item.attempt,
-            .store_id = w->store_id,
+            .hello_seq = w->hello_seq,
             .limits = &w->limits,
             .arg_len = item.arg.len,
         };
@@ -456,8 +465,13 @@ static void on_tasks(taskq_worker_t *w, taskq_iter_t it)
         if (w->held)
             w->held->hprev = t;
         w->held = t;
-        if (!t->fn) {
-            taskq__task_fail(t, "no such function");
+        if (!t->fn || w->leaving) {
+            /* Every attempt received gets its DONE: a worker on its way
+             * out hands new ones straight back. */
+            if (w->leaving)
+                taskq__task_return(t);
+            else
+                taskq__task_fail(t, "no such function");
             outbox_push(w, t);
             continue;
         }
@@ -472,11 +486,11 @@ static void on_tasks(taskq_worker_t *w, taskq_iter_t it)
         return;
     w->n_busy += n;
     pthread_mutex_lock(&w->mu);
-    if (w->todo_tail)
-        w->todo_tail->next = head;
+    if (w->pending_tail)
+        w->pending_tail->next = head;
     else
-        w->todo_head = head;
-    w->todo_tail = tail;
+        w->pending_head = head;
+    w->pending_tail = tail;
     pthread_cond_broadcast(&w->cv);
     pthread_mutex_unlock(&w->mu);
 }
@@ -510,7 +524,6 @@ static void on_message(taskq_worker_t *w, const void *data, size_t len, int64_t 
     switch (m.type) {
     case TASKQ_MSG_WELCOME:
         w->ready = true;
-        w->store_id = m.u.welcome.store_id;
         w->backoff_ms = BACKOFF_MIN_MS;
         w->heartbeat_ms = m.u.welcome.heartbeat_ms ? m.u.welcome.heartbeat_ms : TASKQ__HEARTBEAT_MS;
         w->liveness = m.u.welcome.liveness ? m.u.welcome.liveness : TASKQ__LIVENESS;
@@ -654,7 +667,7 @@ int taskq_worker_run(taskq_worker_t *w)
     for (uint32_t i = 0; i < started; i++)
         pthread_join(tids[i], NULL);
     free(tids);
-    drop_todo(w);
+    take_back_pending(w, false);
     collect_done(w);
     while (w->outbox) {
         taskq_task_t *t = w->outbox;

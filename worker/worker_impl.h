@@ -22,17 +22,17 @@ typedef struct taskq__fn {
 
 /*
  * One attempt.  The I/O thread creates it from a TASKS item, hands it to
- * the handler threads through the todo queue, gets it back through the
+ * the handler threads through the pending queue, gets it back through the
  * done queue, sends its DONE item and frees it.
  */
 struct taskq_task {
-    struct taskq_task *next;          /* in the todo, done or outbox queue */
+    struct taskq_task *next;          /* in the pending, done or outbox queue */
     struct taskq_task *hprev, *hnext; /* the I/O thread's list of held attempts */
     const taskq__fn_t *fn;            /* NULL: the function is not registered */
     uint64_t job_id;
     uint64_t seed;
     uint32_t attempt;
-    uint64_t store_id;                /* store of the broker that gave it */
+    uint64_t hello_seq;               /* the connection it came on */
     const taskq_limits_t *limits;     /* the worker's: max_text, max_depth */
     atomic_bool cancelled;            /* set by ABANDON */
     bool set;                         /* the handler set a result or an error */
@@ -49,6 +49,9 @@ void taskq__task_run(taskq_task_t *t);
 
 /* Give t an error outcome with text, without running it. */
 void taskq__task_fail(taskq_task_t *t, const char *text);
+
+/* Mark t RETURNED: not started, for the broker to hand out again. */
+void taskq__task_return(taskq_task_t *t);
 
 /* Free a task. */
 void taskq__task_free(taskq_task_t *t);
