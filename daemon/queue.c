@@ -647,6 +647,14 @@ int tqd_queue_done(tqd_queue_t *q, tqd_worker_t *w, const taskq_done_item_t *d, 
         give_back(q, job, now);
         return 0;
     }
+    if (d->status == TASKQ_DONE_RETRY) {
+        taskq_span_t why = {0};
+        taskq_span_str(d->payload, &why);
+        char text[1024];
+        snprintf(text, sizeof text, "%.*s", (int)why.len, (const char *)why.ptr);
+        tqd_queue_supersede(q, job, TASKQ_STATUS_FAILED, text, now);
+        return 0;
+    }
     finish(q, job, d->status == TASKQ_DONE_OK ? TASKQ_STATUS_DONE : TASKQ_STATUS_FAILED,
            d->payload.ptr, d->payload.len, now);
     return 0;

@@ -184,7 +184,9 @@ void tqd_queue_dispatch(tqd_queue_t *q);
  * item's payload, or (status RETURNED: the worker never started it) goes
  * back to the front of its client's FIFO without using up an attempt, and
  * 0 is returned; else the outcome is stale: returns 1.  A RETURNED item
- * also takes one unit of w's credit away for good.
+ * also takes one unit of w's credit away for good.  A RETRY item
+ * supersedes the attempt: the job is queued again, or finishes FAILED
+ * with the item's text if that was its last attempt.
  */
 int tqd_queue_done(tqd_queue_t *q, tqd_worker_t *w, const taskq_done_item_t *d, uint64_t now);
 

@@ -421,6 +421,28 @@ TASKQ_API int taskq_task_error(taskq_task_t *t, const char *fmt, ...)
 #endif
     ;
 
+/*
+ * Report that this attempt failed in a way another attempt may not (a
+ * crashed helper process, a transient resource shortage): the broker
+ * queues the task again if it has attempts left, and otherwise resolves it
+ * TASKQ_EFAILED with this message.  printf-style, copied, cut like
+ * taskq_task_error(); replaces an earlier result or error.  Returns
+ * TASKQ_EFAILED so a handler can `return taskq_task_retry(t, "...")`.
+ */
+TASKQ_API int taskq_task_retry(taskq_task_t *t, const char *fmt, ...)
+#ifdef __GNUC__
+    __attribute__((format(printf, 2, 3)))
+#endif
+    ;
+
+/*
+ * The entry point of a worker plugin: a shared object that taskq-worker
+ * loads with --load exports this function, which registers the plugin's
+ * functions on w with taskq_worker_register() and returns 0 (or a negative
+ * TASKQ_E* code to refuse to load).
+ */
+int taskq_plugin_init(taskq_worker_t *w);
+
 #ifdef __cplusplus
 }
 #endif

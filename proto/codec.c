@@ -362,10 +362,11 @@ static int item_done(rd_t *r, const taskq_limits_t *lim, void *ret)
     int rc;
     if ((rc = rd_item(r, 4)) < 0 || (rc = rd_u64(r, &t.job_id)) < 0 ||
         (rc = rd_u32(r, 0, UINT32_MAX, &t.attempt)) < 0 ||
-        (rc = rd_u8(r, 0, TASKQ_DONE_RETURNED, &t.status)) < 0)
+        (rc = rd_u8(r, 0, TASKQ_DONE_RETRY, &t.status)) < 0)
         return rc;
-    rc = t.status == TASKQ_DONE_ERROR ? rd_text_payload(r, lim->max_text, &t.payload)
-                                      : rd_payload(r, lim->max_depth, &t.payload);
+    bool text = t.status == TASKQ_DONE_ERROR || t.status == TASKQ_DONE_RETRY;
+    rc = text ? rd_text_payload(r, lim->max_text, &t.payload)
+              : rd_payload(r, lim->max_depth, &t.payload);
     if (rc < 0)
         return rc;
     *(taskq_done_item_t *)ret = t;

@@ -64,6 +64,7 @@ typedef enum taskq_done_status {
     TASKQ_DONE_OK = 0,    /* payload: the result object */
     TASKQ_DONE_ERROR = 1, /* payload: str, error text */
     TASKQ_DONE_RETURNED = 2, /* not started; payload ignored (nil) */
+    TASKQ_DONE_RETRY = 3,    /* failed, worth another attempt; payload: str */
 } taskq_done_status_t;
 
 /*

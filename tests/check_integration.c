@@ -239,6 +239,28 @@ START_TEST(test_handler_error_text)
 }
 END_TEST
 
+START_TEST(test_retry_outcome)
+{
+    worker(NULL);
+    taskq_client_t *c = client();
+    taskq_submit_opts_t three = {.max_attempts = 3};
+    taskq_future_t *ok = submit_int(c, "flaky", 3, &three);
+    taskq_future_t *no = submit_int(c, "flaky", 5, &three);
+    ck_assert_code(taskq_future_wait(ok, 10000), 0);
+    ck_assert_int_eq(result_int(ok), 3);
+    ck_assert_uint_eq(taskq_future_attempts(ok), 3);
+    ck_assert_code(taskq_future_wait(no, 10000), TASKQ_EFAILED);
+    ck_assert_str_eq(taskq_future_error(no), "transient failure on attempt 3");
+    ck_assert_uint_eq(taskq_future_attempts(no), 3);
+    uint64_t retried = 0;
+    ck_assert_int_eq(th_stat(c, "retried", &retried), 0);
+    ck_assert_uint_eq(retried, 4);
+    taskq_future_destroy(&ok);
+    taskq_future_destroy(&no);
+    taskq_client_destroy(&c);
+}
+END_TEST
+
 START_TEST(test_run_limit_retried_then_timed_out)
 {
     worker(NULL);
@@ -581,6 +603,7 @@ static Suite *integration_suite(void)
         {"worker_stop", test_stopped_worker_returns_unstarted_tasks, 60},
         {"wait_timeout", test_wait_timeout_then_result, 30},
         {"handler_error", test_handler_error_text, 30},
+        {"retry", test_retry_outcome, 30},
         {"run_limit", test_run_limit_retried_then_timed_out, 30},
         {"cancel", test_cancel_queued_and_running, 30},
         {"broker_restart", test_broker_restart_client_resolves, 60},

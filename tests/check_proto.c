@@ -150,7 +150,8 @@ static void read_all(const taskq_msg_t *m)
     case TASKQ_MSG_DONE:
         it = m->u.done;
         for (n = it.left; (rc = taskq_iter_done(&it, &x.done)) == 1; n--)
-            check_payload(x.done.payload, x.done.status == TASKQ_DONE_ERROR);
+            check_payload(x.done.payload, x.done.status == TASKQ_DONE_ERROR ||
+                                              x.done.status == TASKQ_DONE_RETRY);
         break;
     case TASKQ_MSG_ABANDON:
         it = m->u.abandon;
@@ -1083,7 +1084,8 @@ static void build(bld_t *b, int type, int target, taskq_span_t repl, int wide)
             b_uint(b, L_U64, d->job_id);
             b_uint(b, L_U32, d->attempt);
             b_uint(b, L_NARROW, d->status);
-            b_raw(b, d->status == TASKQ_DONE_ERROR ? L_TEXT : L_ANY, d->payload);
+            b_raw(b, d->status == TASKQ_DONE_ERROR || d->status == TASKQ_DONE_RETRY ? L_TEXT : L_ANY,
+                  d->payload);
             b_end(b);
         }
         b_end(b);
@@ -1661,7 +1663,7 @@ START_TEST(test_outcome_ranges)
         ck_assert_int_eq(taskq_enc_done_begin(&b, 1), 0);
         ck_assert_int_eq(taskq_enc_done_item(&b, &d), 0);
         expect_code(decode_copy(b.data, b.len, NULL, NULL),
-                    status <= TASKQ_DONE_RETURNED ? 0 : PERR(BAD_FIELD));
+                    status <= TASKQ_DONE_RETRY ? 0 : PERR(BAD_FIELD));
     }
     /* DONE outcomes carry any object; the others need a str. */
     for (unsigned status = 0; status <= TASKQ_STATUS_MAX; status++) {

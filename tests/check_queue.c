@@ -489,6 +489,25 @@ START_TEST(bye_gives_back_held_attempts)
 }
 END_TEST
 
+START_TEST(retry_until_failed)
+{
+    tqd_job_t *j = submit(1, "default", "f", 0, 2);
+    tqd_worker_t *w = add_worker("w", 1, "default", "f");
+    static const uint8_t why[] = "\xa5" "crash";
+    for (uint32_t attempt = 1; attempt <= 2; attempt++) {
+        tqd_queue_dispatch(&q);
+        ck_assert_uint_eq(take_unsent(w), 1);
+        taskq_done_item_t d = {j->id, attempt, TASKQ_DONE_RETRY, {why, sizeof why - 1}};
+        ck_assert_int_eq(tqd_queue_done(&q, w, &d, attempt), 0);
+    }
+    ck_assert_uint_eq(q.retried, 1);
+    ck_assert_uint_eq(n_finished, 1);
+    ck_assert_uint_eq(finished[0].status, TASKQ_STATUS_FAILED);
+    ck_assert_str_eq(last_text, "crash");
+    ck_assert_uint_eq(w->used, 0);
+}
+END_TEST
+
 START_TEST(lost_after_max_attempts)
 {
     tqd_job_t *j = submit(1, "default", "f", 0, 2);
@@ -805,6 +824,7 @@ static Suite *queue_suite(void)
     tcase_add_test(tc, stale_outcome_dropped);
     tcase_add_test(tc, returned_keeps_its_attempt);
     tcase_add_test(tc, bye_gives_back_held_attempts);
+    tcase_add_test(tc, retry_until_failed);
     tcase_add_test(tc, lost_after_max_attempts);
     tcase_add_test(tc, timedout_on_last_attempt);
     suite_add_tcase(s, tc);

@@ -1,7 +1,7 @@
 /*
  * test_worker.c - the worker process the integration tests start: a small
  * set of functions whose behaviour the tests can steer through arguments
- * (square, echo, sleep, fail, seed, pid).
+ * (square, echo, sleep, fail, flaky, seed, pid).
  *
  * Usage: test_worker --broker ENDPOINT [--name N] [--threads N]
  *                    [--prefetch N] [--queue Q]...
@@ -94,6 +94,18 @@ static int fn_fail(taskq_task_t *t, void *ud)
     return taskq_task_error(t, "failed on purpose (%lld)", (long long)x);
 }
 
+/* Ask for another attempt until attempt reaches the argument; the result
+ * is the attempt that succeeded. */
+static int fn_flaky(taskq_task_t *t, void *ud)
+{
+    int64_t until;
+    if (arg_int(t, &until) != 0)
+        return taskq_task_error(t, "flaky: argument is not an integer");
+    if (taskq_task_attempt(t) < until)
+        return taskq_task_retry(t, "transient failure on attempt %u", taskq_task_attempt(t));
+    return reply_uint(t, taskq_task_attempt(t));
+}
+
 static int fn_seed(taskq_task_t *t, void *ud)
 {
     return reply_uint(t, taskq_task_seed(t));
@@ -144,7 +156,8 @@ int main(int argc, char **argv)
         const char *name;
         taskq_handler_fn fn;
     } fns[] = {{"square", fn_square}, {"echo", fn_echo}, {"sleep", fn_sleep},
-               {"fail", fn_fail},     {"seed", fn_seed}, {"pid", fn_pid}};
+               {"fail", fn_fail},     {"seed", fn_seed}, {"pid", fn_pid},
+               {"flaky", fn_flaky}};
     for (size_t i = 0; i < sizeof fns / sizeof fns[0]; i++)
         taskq_worker_register(the_worker, fns[i].name, fns[i].fn, NULL);
 

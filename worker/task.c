@@ -78,10 +78,12 @@ static void set_error(taskq_task_t *t, const char *text, size_t len)
         taskq_buf_reset(&t->out);
 }
 
-int taskq_task_error(taskq_task_t *t, const char *fmt, ...)
+/* The body of taskq_task_error and taskq_task_retry: format the text and
+ * make it the outcome, with status. */
+static int set_error_v(taskq_task_t *t, uint8_t status, const char *fmt, va_list ap0)
 {
     va_list ap;
-    va_start(ap, fmt);
+    va_copy(ap, ap0);
     int n = vsnprintf(NULL, 0, fmt, ap);
     va_end(ap);
     size_t len = n > 0 ? (size_t)n : 0;
@@ -89,13 +91,32 @@ int taskq_task_error(taskq_task_t *t, const char *fmt, ...)
         len = t->limits->max_text;
     char *text = malloc(len + 1);
     if (text) {
-        va_start(ap, fmt);
+        va_copy(ap, ap0);
         vsnprintf(text, len + 1, fmt, ap);
         va_end(ap);
     }
     set_error(t, text, len);
+    t->status = status;
     free(text);
     return TASKQ_EFAILED;
+}
+
+int taskq_task_error(taskq_task_t *t, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    int rc = set_error_v(t, TASKQ_DONE_ERROR, fmt, ap);
+    va_end(ap);
+    return rc;
+}
+
+int taskq_task_retry(taskq_task_t *t, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    int rc = set_error_v(t, TASKQ_DONE_RETRY, fmt, ap);
+    va_end(ap);
+    return rc;
 }
 
 /* Point t->payload at the outcome the handler left. */
@@ -130,7 +151,7 @@ void taskq__task_run(taskq_task_t *t)
         return;
     }
     int rc = t->fn->handler(t, t->fn->userdata);
-    if (rc != 0 && !(t->set && t->status == TASKQ_DONE_ERROR))
+    if (rc != 0 && !(t->set && (t->status == TASKQ_DONE_ERROR || t->status == TASKQ_DONE_RETRY)))
         taskq_task_error(t, "handler returned %d", rc);
     task_payload(t);
 }
