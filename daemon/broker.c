@@ -509,7 +509,7 @@ static void handle(tqd_broker_t *b, const uint8_t *rid, size_t rid_len, const vo
         const char *text = rc == -TASKQ_PERR_VERSION ? "supported: 1"
                            : multipart               ? "a message is one frame"
                                                      : taskq_perr_text(-rc);
-        refuse(b, rid, rid_len, p, (uint32_t)-rc, 0, text);
+        refuse(b, rid, rid_len, p, (uint32_t)-rc, multipart ? 0 : taskq_msg_ref(data, len), text);
         return;
     }
     if (m.type == TASKQ_MSG_ERROR) {

@@ -636,8 +636,8 @@ int tqd_queue_done(tqd_queue_t *q, tqd_worker_t *w, const taskq_done_item_t *d, 
 {
     if (!tqd_worker_release(w, d->job_id, d->attempt))
         return -ENOENT;
-    if (d->status == TASKQ_DONE_RETURNED && w->credit > 0)
-        w->credit--; /* the worker is leaving: it gives up the slot too */
+    if (d->status == TASKQ_DONE_RETURNED)
+        w->credit = 0; /* the worker is draining: it takes nothing more */
     w->done++;
     q->dispatch_needed = true;
     tqd_job_t *job = tqd_queue_find(q, d->job_id);

@@ -184,7 +184,7 @@ void tqd_queue_dispatch(tqd_queue_t *q);
  * item's payload, or (status RETURNED: the worker never started it) goes
  * back to the front of its client's FIFO without using up an attempt, and
  * 0 is returned; else the outcome is stale: returns 1.  A RETURNED item
- * also takes one unit of w's credit away for good.  A RETRY item
+ * also sets w's credit to 0: a worker that hands work back is draining.  A RETRY item
  * supersedes the attempt: the job is queued again, or finishes FAILED
  * with the item's text if that was its last attempt.
  */

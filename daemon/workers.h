@@ -26,8 +26,8 @@ typedef struct tqd_held {
 
 typedef struct tqd_worker {
     tqd_peer_t peer;               /* first member: the routing index points here */
-    uint32_t credit;               /* most attempts it holds at once (HELLO,
-                                      less one per RETURNED attempt) */
+    uint32_t credit;               /* most attempts it holds at once (HELLO;
+                                      0 once it RETURNED one: draining) */
     uint32_t used;                 /* attempts it holds now: credit in use */
     uint64_t done;                 /* DONE items it returned for attempts it held */
     tqd_held_t *held;              /* open-addressing set of held attempts */

@@ -543,6 +543,19 @@ static uint8_t peek_type(const uint8_t *buf, size_t len)
     return (uint8_t)v;
 }
 
+uint64_t taskq_msg_ref(const void *buf, size_t len)
+{
+    rd_t r = {buf, (const uint8_t *)buf + len};
+    hdr_t h;
+    uint64_t type, ref;
+    if (rd_hdr(&r, &h) < 0 || h.kind != K_ARRAY || h.n < 3 ||
+        rd_uint(&r, TASKQ_PROTO_VERSION, TASKQ_PROTO_VERSION, &type) < 0 ||
+        rd_uint(&r, TASKQ_MSG_MIN, TASKQ_MSG_MAX, &type) < 0 ||
+        (type != TASKQ_MSG_SUBMIT && type != TASKQ_MSG_STATS) || rd_u64(&r, &ref) < 0)
+        return 0;
+    return ref;
+}
+
 static int decode(const uint8_t *buf, size_t len, const taskq_limits_t *lim, taskq_msg_t *m)
 {
     hdr_t h;

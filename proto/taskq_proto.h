@@ -285,6 +285,14 @@ int taskq_msg_decode(const void *buf, size_t len, const taskq_limits_t *lim,
                      taskq_msg_t *ret, uint8_t *ret_type);
 
 /* HELLO queues and functions. */
+/*
+ * For a frame taskq_msg_decode() refused: the req_id of a SUBMIT or STATS
+ * whose version, type and req_id fields can still be read, so that the
+ * ERROR reply can name the request; 0 otherwise.  Bounds-checked like the
+ * decoder.
+ */
+uint64_t taskq_msg_ref(const void *buf, size_t len);
+
 int taskq_iter_str(taskq_iter_t *it, taskq_span_t *ret);
 /* CANCEL, WATCH and ACK job ids. */
 int taskq_iter_u64(taskq_iter_t *it, uint64_t *ret);

@@ -1801,6 +1801,39 @@ START_TEST(test_header)
 }
 END_TEST
 
+START_TEST(test_refused_ref)
+{
+    /* A refused SUBMIT or STATS still names its req_id; nothing else does. */
+    static const struct {
+        const char *hex;
+        uint64_t ref;
+    } cases[] = {
+        {"93 01 06 2a", 42},                   /* SUBMIT, tasks missing */
+        {"93 01 06 cd 01 00", 256},            /* SUBMIT, tasks missing */
+        {"93 01 06 cd 01", 0},                 /* req_id truncated */
+        {"94 01 0b 07 c0", 7},                 /* STATS with an extra field */
+        {"93 01 09 2a", 0},                    /* CANCEL has no req_id */
+        {"93 02 06 2a", 0},                    /* another version */
+        {"93 01 06 a1 78", 0},                 /* req_id not an integer */
+        {"93 01 06 ff", 0},                    /* negative req_id */
+        {"", 0},
+    };
+    for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++) {
+        uint8_t buf[16];
+        size_t n = 0;
+        for (const char *p = cases[k].hex; *p; p++) {
+            if (*p == ' ')
+                continue;
+            unsigned v;
+            ck_assert_int_eq(sscanf(p, "%2x", &v), 1);
+            buf[n++] = (uint8_t)v;
+            p++;
+        }
+        ck_assert_msg(taskq_msg_ref(buf, n) == cases[k].ref, "case %zu", k);
+    }
+}
+END_TEST
+
 /* The length of the msgpack object at p, found with the public object check. */
 static size_t element_end(const uint8_t *p, size_t len)
 {
@@ -2502,6 +2535,7 @@ int main(int argc, char **argv)
     tcase_add_test(tc, test_object_check);
     tcase_add_test(tc, test_untouched_on_error);
     tcase_add_test(tc, test_iter_changed);
+    tcase_add_test(tc, test_refused_ref);
 
     tc = tcase(s, "vectors", 30);
     tcase_add_test(tc, test_vectors);
