@@ -52,8 +52,9 @@ extern "C" {
 
 /*
  * Error codes: name, value, message.  Values are stable.  The first group
- * is what taskq_future_wait() reports about a task's outcome; the second
- * is about the call or the connection.
+ * names a task's outcome, as taskq_future_wait() (and, for EFAILED and
+ * ERETRY, taskq_worker_call()) reports it; the second is about the call or
+ * the connection.
  */
 #define TASKQ_ERRNO_MAP(X)                                                            \
     X(ETIMEDOUT, -1, "wait timed out; the task goes on")                              \
@@ -63,6 +64,7 @@ extern "C" {
     X(ERUNLIMIT, -5, "the task's run limit expired on every attempt")                  \
     X(ENOJOB, -6, "the broker does not know this job")                                \
     X(ECLOSED, -7, "no connection to the broker")                                     \
+    X(ERETRY, -8, "the handler asked for another attempt")                            \
     X(EINVAL, -20, "invalid argument")                                                \
     X(ENOMEM, -21, "out of memory")                                                   \
     X(EPROTO, -22, "protocol error")                                                  \
@@ -386,6 +388,41 @@ TASKQ_API int taskq_worker_run(taskq_worker_t *w);
 
 /* Make taskq_worker_run() return.  Async-signal-safe; any thread. */
 TASKQ_API void taskq_worker_stop(taskq_worker_t *w);
+
+/*
+ * Run the handler registered for function once, in the calling thread, as
+ * attempt `attempt` of job job_id with the given seed and argument (arg_len
+ * bytes: one encoded msgpack object; copied), without a broker: this is
+ * how a process that is not connected (a sandbox, a test) runs the
+ * functions a worker has.  Inside the call the handler sees exactly these
+ * values through taskq_task_*(); taskq_task_cancelled() stays false.
+ *
+ * Returns the handler's outcome:
+ *  - 0: a result.  *ret_out is one encoded msgpack object (nil if the
+ *    handler set nothing) of *ret_len bytes.
+ *  - TASKQ_EFAILED: the handler reported an error (taskq_task_error(), or
+ *    a non-zero return).  *ret_out is its text, *ret_len bytes long.
+ *  - TASKQ_ERETRY: the handler asked for another attempt
+ *    (taskq_task_retry()).  *ret_out is its text, as above.
+ * In these three cases *ret_out is malloc'ed, followed by a NUL byte not
+ * counted in *ret_len, and the caller frees it with free().
+ * Errors, where neither output is written: TASKQ_EINVAL (w, ret_out or
+ * ret_len NULL, function not registered, arg not one msgpack object nested
+ * at most 64 deep), TASKQ_ENOMEM.
+ * Threads: the call only reads the registered functions, so it may run
+ * concurrently with itself and with taskq_worker_run() on the same worker,
+ * but not with taskq_worker_register().  The worker need never be run.
+ */
+TASKQ_API int taskq_worker_call(taskq_worker_t *w, const char *function, uint64_t job_id,
+                                uint32_t attempt, uint64_t seed, const void *arg,
+                                size_t arg_len, void **ret_out, size_t *ret_len);
+
+/*
+ * The name of the i-th function registered on w (from 0, in the order of
+ * registration), owned by w and valid until it is destroyed; NULL when i is
+ * past the last one.  Same thread rules as taskq_worker_call().
+ */
+TASKQ_API const char *taskq_worker_function(const taskq_worker_t *w, size_t i);
 
 /* The task's argument: one encoded msgpack object, valid during the call. */
 TASKQ_API const void *taskq_task_arg(const taskq_task_t *t, size_t *ret_len);

@@ -1,8 +1,8 @@
 /*
- * harness.c - starts and stops the real taskqd and test_worker processes
- * for the integration tests.  Every child is recorded so that an atexit
- * handler kills whatever a failed test left behind, and every child gets
- * PR_SET_PDEATHSIG so a test killed by its timeout takes them along.
+ * harness.c - starts and stops the real taskqd, test_worker and other
+ * processes for the integration tests.  Every child is recorded so that an
+ * atexit handler kills whatever a failed test left behind, and every child
+ * gets PR_SET_PDEATHSIG so a test killed by its timeout takes them along.
  */
 #include "harness.h"
 
@@ -232,6 +232,49 @@ pid_t th_worker_start(const char *endpoint, const char *const *argv)
         args[n++] = (char *)argv[i];
     args[n] = NULL;
     return spawn(TEST_WORKER_PATH, args, log);
+}
+
+/* Argument vector {path, argv..., NULL} in args (cap entries). */
+static void build_args(char **args, size_t cap, const char *path, const char *const *argv)
+{
+    size_t n = 0;
+    args[n++] = (char *)path;
+    for (size_t i = 0; argv && argv[i] && n < cap - 1; i++)
+        args[n++] = (char *)argv[i];
+    args[n] = NULL;
+}
+
+pid_t th_spawn(const char *path, const char *const *argv)
+{
+    static unsigned seq;
+    const char *base = strrchr(path, '/');
+    char log[300];
+    snprintf(log, sizeof log, "/tmp/taskq-test-%s-%d-%u.log", base ? base + 1 : path,
+             (int)getpid(), seq++);
+    char *args[64];
+    build_args(args, 64, path, argv);
+    return spawn(path, args, log);
+}
+
+int th_run(const char *path, const char *const *argv, int timeout_ms, char *out, size_t cap)
+{
+    static unsigned seq;
+    char log[300];
+    snprintf(log, sizeof log, "/tmp/taskq-test-run-%d-%u.log", (int)getpid(), seq++);
+    unlink(log);
+    char *args[64];
+    build_args(args, 64, path, argv);
+    pid_t pid = spawn(path, args, log);
+    int status = pid > 0 ? th_wait_exit(pid, timeout_ms) : -1;
+    size_t n = 0;
+    FILE *f = fopen(log, "r");
+    if (f) {
+        n = fread(out, 1, cap - 1, f);
+        fclose(f);
+    }
+    out[n] = '\0';
+    unlink(log);
+    return status;
 }
 
 /* Find key in the STATS map and read it as an unsigned integer. */

@@ -1,6 +1,6 @@
 /*
  * harness.h - process harness of the integration tests: starts the real
- * taskqd and test_worker binaries on loopback, waits on real readiness
+ * taskqd, test_worker and other binaries on loopback, waits on real readiness
  * (the broker's ready file, the broker's worker count), and stops every
  * process it started by PID, also when a test fails or is killed.
  */
@@ -35,6 +35,19 @@ int th_broker_stop(th_broker_t *b, int sig);
 /* Start a test_worker connected to endpoint with extra arguments (NULL-
  * terminated, may be NULL).  Returns its pid, or -1. */
 pid_t th_worker_start(const char *endpoint, const char *const *argv);
+
+/* Start the program at path with the arguments in argv (after argv[0],
+ * NULL-terminated, may be NULL), its output going to a log that is printed
+ * if the test fails, like the other children.  Returns its pid, or -1. */
+pid_t th_spawn(const char *path, const char *const *argv);
+
+/*
+ * Run the program at path with argv (as th_spawn) to its end, waiting up to
+ * timeout_ms (then SIGKILL), and copy what it wrote to stdout and stderr to
+ * out (cap bytes with the NUL; cut if longer).  Returns the waitpid status,
+ * or -1 if it could not be started or had to be killed.
+ */
+int th_run(const char *path, const char *const *argv, int timeout_ms, char *out, size_t cap);
 
 /* Send sig to pid, wait for it up to 5 s (then SIGKILL), reap it. Returns
  * the waitpid status or -1. */

@@ -1,7 +1,7 @@
 /*
  * task.c - the task context a handler sees (argument, ids, seed, the
  * cancelled flag, result and error), and running a handler into the
- * outcome the I/O thread sends in DONE.
+ * outcome the I/O thread sends in DONE (or taskq_worker_call() returns).
  */
 #include <stdarg.h>
 #include <stdio.h>
@@ -154,6 +154,27 @@ void taskq__task_run(taskq_task_t *t)
     if (rc != 0 && !(t->set && (t->status == TASKQ_DONE_ERROR || t->status == TASKQ_DONE_RETRY)))
         taskq_task_error(t, "handler returned %d", rc);
     task_payload(t);
+}
+
+int taskq__task_outcome(const taskq_task_t *t, void **ret_out, size_t *ret_len)
+{
+    taskq_span_t p = t->payload;
+    int rc = 0;
+    if (t->status != TASKQ_DONE_OK) {
+        rc = t->status == TASKQ_DONE_RETRY ? TASKQ_ERETRY : TASKQ_EFAILED;
+        /* Error payloads are msgpack strs (set_error and oom_text make
+         * nothing else): hand out the text inside. */
+        taskq_span_str(p, &p);
+    }
+    char *out = malloc(p.len + 1);
+    if (!out)
+        return TASKQ_ENOMEM;
+    if (p.len)
+        memcpy(out, p.ptr, p.len);
+    out[p.len] = '\0';
+    *ret_out = out;
+    *ret_len = p.len;
+    return rc;
 }
 
 void taskq__task_return(taskq_task_t *t)

@@ -3,7 +3,7 @@
  * that owns the connection (handshake, heartbeats, reconnects, TASKS,
  * ABANDON, DONE) on the thread calling taskq_worker_run(), and the handler
  * threads that run attempts and hand outcomes back through a queue and an
- * eventfd.
+ * eventfd; and taskq_worker_call(), which runs a handler without a broker.
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -439,6 +439,42 @@ static const taskq__fn_t *fn_find(const taskq_worker_t *w, taskq_span_t name)
             return &w->fns[i];
     }
     return NULL;
+}
+
+/* ---- Calling a handler without a broker -------------------------------- */
+
+const char *taskq_worker_function(const taskq_worker_t *w, size_t i)
+{
+    return w && i < w->n_fns ? w->fns[i].name : NULL;
+}
+
+int taskq_worker_call(taskq_worker_t *w, const char *function, uint64_t job_id,
+                      uint32_t attempt, uint64_t seed, const void *arg, size_t arg_len,
+                      void **ret_out, size_t *ret_len)
+{
+    if (!w || !function || !arg || !ret_out || !ret_len ||
+        taskq_object_check(arg, arg_len, w->limits.max_depth) != 0)
+        return TASKQ_EINVAL;
+    const taskq__fn_t *fn = fn_find(w, taskq_span_cstr(function));
+    if (!fn)
+        return TASKQ_EINVAL;
+    taskq_task_t *t = malloc(sizeof *t + arg_len);
+    if (!t)
+        return TASKQ_ENOMEM;
+    *t = (taskq_task_t){
+        .fn = fn,
+        .job_id = job_id,
+        .seed = seed,
+        .attempt = attempt,
+        .limits = &w->limits,
+        .arg_len = arg_len,
+    };
+    atomic_init(&t->cancelled, false);
+    memcpy(t->arg, arg, arg_len);
+    taskq__task_run(t);
+    int rc = taskq__task_outcome(t, ret_out, ret_len);
+    taskq__task_free(t);
+    return rc;
 }
 
 static void on_tasks(taskq_worker_t *w, taskq_iter_t it)

@@ -47,6 +47,13 @@ struct taskq_task {
  * t->status and t->payload. */
 void taskq__task_run(taskq_task_t *t);
 
+/*
+ * Copy the outcome taskq__task_run() left in t out for taskq_worker_call():
+ * returns 0 (a result), TASKQ_EFAILED or TASKQ_ERETRY (a text) with a
+ * malloc'ed, NUL-terminated copy in *ret_out, or TASKQ_ENOMEM.
+ */
+int taskq__task_outcome(const taskq_task_t *t, void **ret_out, size_t *ret_len);
+
 /* Give t an error outcome with text, without running it. */
 void taskq__task_fail(taskq_task_t *t, const char *text);
 

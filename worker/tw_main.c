@@ -1,0 +1,393 @@
+/*
+ * tw_main.c - taskq-worker's command line (one option table drives
+ * parsing, validation and --help), its log, and the supervisor's main
+ * thread: start the pool, then turn SIGTERM and SIGINT into a graceful
+ * stop, a grace period, and a second SIGINT into an immediate one.
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/signalfd.h>
+#include <sysexits.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "executor.h"
+#include "pool.h"
+#include "taskq.h"
+
+int tw_log_level = LOG_NOTICE;
+
+/* ---- Log ----------------------------------------------------------------- */
+
+static const struct {
+    const char *name;
+    int prio;
+} levels[] = {
+    {"err", LOG_ERR},   {"warning", LOG_WARNING}, {"notice", LOG_NOTICE},
+    {"info", LOG_INFO}, {"debug", LOG_DEBUG},
+};
+
+void tw_log_write(int prio, const char *fmt, ...)
+{
+    char line[1024];
+    int head = snprintf(line, sizeof line, "<%d>", prio);
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(line + head, sizeof line - (size_t)head - 1, fmt, ap);
+    va_end(ap);
+    if (n < 0)
+        return;
+    size_t len = (size_t)head + (size_t)n;
+    if (len > sizeof line - 2)
+        len = sizeof line - 2;
+    for (size_t i = (size_t)head; i < len; i++)
+        if ((unsigned char)line[i] < 0x20 || line[i] == 0x7f)
+            line[i] = '?';
+    line[len++] = '\n';
+    ssize_t w = write(STDERR_FILENO, line, len);
+    (void)w; /* a failed log write has nowhere to be reported */
+}
+
+/* ---- Options ------------------------------------------------------------- */
+
+typedef enum opt_kind {
+    OPT_STR,     /* a non-empty string of at most max bytes */
+    OPT_LIST,    /* OPT_STR, repeatable up to min times */
+    OPT_FLAG,    /* sets a bool */
+    OPT_UINT,    /* an unsigned integer within [min, max] */
+    OPT_SIZE,    /* bytes, with an optional K, M, G or T suffix (powers of 1024) */
+    OPT_LEVEL,   /* a log level name */
+    OPT_HELP,    /* print help, exit 0 */
+    OPT_VERSION, /* print the version, exit 0 */
+} opt_kind_t;
+
+typedef struct opt_def {
+    const char *name; /* long name, without "--" */
+    int short_name;   /* single-letter alias, or 0 */
+    opt_kind_t kind;  /* how the value is read */
+    const char *arg;  /* the value's name in --help; NULL: a flag */
+    uint32_t min;     /* OPT_UINT: smallest value; OPT_LIST: most values */
+    uint32_t max;     /* OPT_UINT: largest value; OPT_STR, OPT_LIST: longest */
+    const char *def;  /* default, as it would be written; NULL: none */
+    size_t field;     /* offset in tw_config_t (OPT_LIST: of the array) */
+    size_t count;     /* OPT_LIST: offset of the count */
+    const char *help; /* one line for --help; NULL: hidden */
+} opt_def_t;
+
+#define CFG(f) offsetof(tw_config_t, f)
+
+static const opt_def_t opts[] = {
+    {"broker", 'b', OPT_STR, "ENDPOINT", 0, 1024, NULL, CFG(broker), 0,
+     "the broker [default $TASKQ_BROKER, else " TASKQ_DEFAULT_ENDPOINT "]"},
+    {"procs", 'p', OPT_UINT, "N", 1, 1024, NULL, CFG(procs), 0,
+     "processes in the pool [default: the CPUs this process may use, less one]"},
+    {"queue", 'q', OPT_LIST, "NAME", TW_MAX_QUEUES, 255, NULL, CFG(queues), CFG(n_queues),
+     "serve this queue; repeatable [default: default]"},
+    {"exec", 0, OPT_FLAG, NULL, 0, 0, NULL, CFG(exec), 0,
+     "run shell commands: serve the built-in function exec"},
+    {"load", 'l', OPT_LIST, "PLUGIN.so", TW_MAX_PLUGINS, 4096, NULL, CFG(plugins),
+     CFG(n_plugins), "load a plugin (dlopen) and serve its functions; repeatable"},
+    {"name", 'n', OPT_STR, "NAME", 0, TW_NAME_MAX, NULL, CFG(name), 0,
+     "name shown in broker stats, with /SLOT added [default: HOST-PID]"},
+    {"max-tasks-per-proc", 0, OPT_UINT, "N", 0, 1000000000, "0", CFG(max_tasks), 0,
+     "replace a process after it ran N tasks; 0: never"},
+    {"mem-limit", 0, OPT_SIZE, "SIZE", 0, 0, "0", CFG(mem_limit), 0,
+     "address space limit of each process, e.g. 512M or 2G; 0: none"},
+    {"nice", 0, OPT_UINT, "N", 0, 19, "0", CFG(nice), 0, "lower the processes' priority by N"},
+    {"grace", 0, OPT_UINT, "S", 0, 86400, "30", CFG(grace_s), 0,
+     "on SIGTERM, seconds the running tasks have to finish"},
+    {"log-level", 0, OPT_LEVEL, "LEVEL", 0, 0, "notice", CFG(log_level), 0,
+     "err, warning, notice, info or debug"},
+    {"executor", 0, OPT_FLAG, NULL, 0, 0, NULL, CFG(executor), 0, NULL},
+    {"help", 'h', OPT_HELP, NULL, 0, 0, NULL, 0, 0, "show this help and exit"},
+    {"version", 'V', OPT_VERSION, NULL, 0, 0, NULL, 0, 0, "show the version and exit"},
+};
+
+#define N_OPTS (sizeof opts / sizeof opts[0])
+
+static void usage(FILE *f)
+{
+    fprintf(f, "Usage: taskq-worker [OPTION]... (--load PLUGIN.so | --exec)...\n"
+               "Run a pool of processes that take tasks from a taskq broker.\n\n");
+    for (size_t i = 0; i < N_OPTS; i++) {
+        const opt_def_t *o = &opts[i];
+        if (!o->help)
+            continue;
+        char left[48];
+        snprintf(left, sizeof left, "%s%c%s--%s%s%s", o->short_name ? "-" : " ",
+                 o->short_name ? o->short_name : ' ', o->short_name ? ", " : "  ", o->name,
+                 o->arg ? " " : "", o->arg ? o->arg : "");
+        fprintf(f, "  %-30s %s", left, o->help);
+        if (o->kind == OPT_UINT && o->def)
+            fprintf(f, " [%" PRIu32 "..%" PRIu32 ", default %s]", o->min, o->max, o->def);
+        else if (o->def)
+            fprintf(f, " [default %s]", o->def);
+        fputc('\n', f);
+    }
+    fprintf(f,
+            "\nEach process runs one task at a time.  A process that crashes costs only its\n"
+            "task, which is retried (or fails naming the signal, the process and the host);\n"
+            "a task over its run limit has its process killed; either way a new process\n"
+            "takes its place.  SIGTERM or SIGINT: take no new tasks, let the running ones\n"
+            "finish within --grace, exit 0.  A second SIGINT: kill them and exit %d.\n"
+            "Exit status: %d bad usage; %d a plugin does not load; %d a plugin's init\n"
+            "failed; %d the broker refused the pool; %d system error.\n",
+            128 + SIGINT, EX_USAGE, EX_CONFIG, EX_SOFTWARE, EX_UNAVAILABLE, EX_OSERR);
+}
+
+/* Parse SIZE ("512M", "2G", "1048576") into bytes.  0 or -1. */
+static int parse_size(const char *s, uint64_t *ret)
+{
+    static const char units[] = "KMGT";
+    char *end;
+    errno = 0;
+    unsigned long long v = strtoull(s, &end, 10);
+    if (s[0] < '0' || s[0] > '9' || errno)
+        return -1;
+    if (*end) {
+        const char *u = strchr(units, end[0] & ~0x20);
+        if (!u || end[1])
+            return -1;
+        for (const char *k = units; k <= u; k++) {
+            if (v > UINT64_MAX / 1024)
+                return -1;
+            v *= 1024;
+        }
+    }
+    *ret = v;
+    return 0;
+}
+
+/* Read value into cfg as option o says.  0, or -1 after printing why. */
+static int apply(const opt_def_t *o, const char *value, tw_config_t *cfg)
+{
+    void *field = (char *)cfg + o->field;
+    switch (o->kind) {
+    case OPT_STR:
+    case OPT_LIST: {
+        size_t len = value ? strlen(value) : 0;
+        if (len == 0 || len > o->max) {
+            fprintf(stderr, "taskq-worker: --%s wants 1 to %" PRIu32 " bytes\n", o->name, o->max);
+            return -1;
+        }
+        if (o->kind == OPT_STR) {
+            *(const char **)field = value;
+            return 0;
+        }
+        size_t *n = (size_t *)((char *)cfg + o->count);
+        if (*n == o->min) {
+            fprintf(stderr, "taskq-worker: at most %" PRIu32 " --%s options\n", o->min, o->name);
+            return -1;
+        }
+        ((const char **)field)[(*n)++] = value;
+        return 0;
+    }
+    case OPT_FLAG:
+        *(bool *)field = true;
+        return 0;
+    case OPT_UINT: {
+        char *end;
+        errno = 0;
+        unsigned long long v = strtoull(value, &end, 10);
+        if (value[0] < '0' || value[0] > '9' || *end || errno || v < o->min || v > o->max) {
+            fprintf(stderr,
+                    "taskq-worker: --%s wants a whole number from %" PRIu32 " to %" PRIu32
+                    ", not '%s'\n",
+                    o->name, o->min, o->max, value);
+            return -1;
+        }
+        *(uint32_t *)field = (uint32_t)v;
+        return 0;
+    }
+    case OPT_SIZE:
+        if (parse_size(value, (uint64_t *)field) < 0) {
+            fprintf(stderr, "taskq-worker: --%s wants a size such as 512M or 2G, not '%s'\n",
+                    o->name, value);
+            return -1;
+        }
+        return 0;
+    case OPT_LEVEL:
+        for (size_t i = 0; i < sizeof levels / sizeof levels[0]; i++) {
+            if (strcmp(value, levels[i].name) == 0) {
+                tw_log_level = levels[i].prio;
+                *(const char **)field = levels[i].name;
+                return 0;
+            }
+        }
+        fprintf(stderr, "taskq-worker: --%s wants one of %s, not '%s'\n", o->name, o->help, value);
+        return -1;
+    default:
+        return 0;
+    }
+}
+
+/* Fill cfg from the defaults, the environment and argv.  Returns -1 to go
+ * on, or the exit code to leave with (EX_OK after --help or --version). */
+static int parse_args(int argc, char **argv, tw_config_t *cfg)
+{
+    struct option longopts[N_OPTS + 1];
+    char shortopts[2 * N_OPTS + 2] = ":";
+    size_t ns = 1;
+    memset(cfg, 0, sizeof *cfg);
+    cfg->argv0 = argv[0];
+    for (size_t i = 0; i < N_OPTS; i++) {
+        const opt_def_t *o = &opts[i];
+        longopts[i] = (struct option){o->name, o->arg ? required_argument : no_argument, NULL,
+                                      o->short_name ? o->short_name : 256 + (int)i};
+        if (o->short_name) {
+            shortopts[ns++] = (char)o->short_name;
+            if (o->arg)
+                shortopts[ns++] = ':';
+        }
+        if (o->def && apply(o, o->def, cfg) < 0)
+            return EX_SOFTWARE;
+    }
+    longopts[N_OPTS] = (struct option){0};
+    shortopts[ns] = '\0';
+
+    int c;
+    opterr = 0;
+    while ((c = getopt_long(argc, argv, shortopts, longopts, NULL)) != -1) {
+        if (c == '?' || c == ':') {
+            fprintf(stderr, "taskq-worker: %s '%s'; see taskq-worker --help\n",
+                    c == '?' ? "unknown option" : "missing value for", argv[optind - 1]);
+            return EX_USAGE;
+        }
+        const opt_def_t *o = NULL;
+        for (size_t i = 0; i < N_OPTS && !o; i++)
+            if (c == (opts[i].short_name ? opts[i].short_name : 256 + (int)i))
+                o = &opts[i];
+        if (o->kind == OPT_HELP) {
+            usage(stdout);
+            return EX_OK;
+        }
+        if (o->kind == OPT_VERSION) {
+            printf("taskq-worker %s\n", TASKQ_VERSION_STRING);
+            return EX_OK;
+        }
+        if (apply(o, optarg, cfg) < 0)
+            return EX_USAGE;
+    }
+    if (optind < argc) {
+        fprintf(stderr, "taskq-worker: unexpected argument '%s'; see taskq-worker --help\n",
+                argv[optind]);
+        return EX_USAGE;
+    }
+    if (!cfg->broker) {
+        const char *env = getenv("TASKQ_BROKER");
+        cfg->broker = env && env[0] ? env : TASKQ_DEFAULT_ENDPOINT;
+    }
+    if (!cfg->executor && !cfg->exec && cfg->n_plugins == 0) {
+        fprintf(stderr, "taskq-worker: nothing to serve: give --load PLUGIN.so or --exec\n");
+        return EX_USAGE;
+    }
+    return -1;
+}
+
+/* ---- The supervisor's main thread --------------------------------------- */
+
+static int64_t now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Wait for the slots to end, acting on stop signals.  Returns 0, or the
+ * exit status if this loop itself failed. */
+static int supervise(tw_pool_t *pool, int sig_fd, const tw_config_t *cfg)
+{
+    bool stopping = false, aborted = false;
+    int64_t deadline = 0;
+    unsigned live;
+    while ((live = tw_pool_live(pool)) > 0) {
+        bool stop = false;
+        if (!stopping && live < tw_pool_size(pool)) {
+            TW_LOG(LOG_ERR, "a connection ended on its own: stopping the pool");
+            stop = true;
+        }
+        int timeout = -1;
+        if (stopping && !aborted)
+            timeout = deadline > now_ms() ? (int)(deadline - now_ms()) : 0;
+        struct pollfd pf[2] = {{sig_fd, POLLIN, 0}, {tw_pool_event_fd(pool), POLLIN, 0}};
+        if (!stop && poll(pf, 2, timeout) < 0 && errno != EINTR) {
+            TW_LOG(LOG_ERR, "poll: %s", strerror(errno));
+            tw_pool_kill(pool);
+            return EX_OSERR;
+        }
+        struct signalfd_siginfo si;
+        if (!stop && (pf[0].revents & POLLIN) && read(sig_fd, &si, sizeof si) == sizeof si) {
+            const char *name = si.ssi_signo == SIGINT ? "SIGINT" : "SIGTERM";
+            if (stopping && si.ssi_signo == SIGINT) {
+                TW_LOG(LOG_NOTICE, "second SIGINT: stopping at once");
+                tw_pool_kill(pool);
+                _exit(128 + SIGINT); /* leave the threads where they are */
+            }
+            if (!stopping) {
+                TW_LOG(LOG_NOTICE, "%s: taking no new tasks; running ones have %" PRIu32 " s",
+                       name, cfg->grace_s);
+                stop = true;
+            }
+        }
+        if (stop && !stopping) {
+            stopping = true;
+            deadline = now_ms() + (int64_t)cfg->grace_s * 1000;
+            tw_pool_stop(pool);
+        }
+        if (stopping && !aborted && now_ms() >= deadline) {
+            TW_LOG(LOG_NOTICE, "grace period over: stopping the running tasks");
+            tw_pool_abort(pool);
+            aborted = true;
+        }
+    }
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    tw_config_t cfg;
+    int code = parse_args(argc, argv, &cfg);
+    if (code >= 0)
+        return code;
+    if (cfg.executor)
+        return tw_executor_main(&cfg);
+
+    /* The stop signals are read from a signalfd by this thread; the slots'
+     * threads inherit the blocked mask.  Writes to a dead executor's pipe
+     * fail with EPIPE instead of killing the supervisor. */
+    sigset_t stop;
+    sigemptyset(&stop);
+    sigaddset(&stop, SIGTERM);
+    sigaddset(&stop, SIGINT);
+    int sig_fd = -1;
+    if (sigprocmask(SIG_BLOCK, &stop, NULL) != 0 || signal(SIGPIPE, SIG_IGN) == SIG_ERR ||
+        (sig_fd = signalfd(-1, &stop, SFD_CLOEXEC)) < 0) {
+        TW_LOG(LOG_ERR, "cannot set up signals: %s", strerror(errno));
+        return EX_OSERR;
+    }
+    tw_pool_t *pool = NULL;
+    code = tw_pool_new(&cfg, &pool);
+    if (code == 0) {
+        if (tw_pool_start(pool) != 0) {
+            tw_pool_stop(pool);
+            code = EX_OSERR;
+        } else {
+            code = supervise(pool, sig_fd, &cfg);
+        }
+        int joined = tw_pool_join(pool);
+        if (code == 0)
+            code = joined;
+        tw_pool_destroy(&pool);
+        TW_LOG(LOG_NOTICE, "taskq-worker stopped");
+    }
+    close(sig_fd);
+    return code;
+}
