@@ -84,7 +84,7 @@ static void peer_unmap(tqd_broker_t *b, tqd_peer_t *p)
 static int send_out(tqd_broker_t *b, const uint8_t *rid, size_t rid_len, int enc_rc)
 {
     if (enc_rc < 0) {
-        TQD_LOG(LOG_ERR, "out of memory encoding a message");
+        TQ_LOG(LOG_ERR, "out of memory encoding a message");
         return enc_rc;
     }
     if (rid_len == 0) {
@@ -97,7 +97,7 @@ static int send_out(tqd_broker_t *b, const uint8_t *rid, size_t rid_len, int enc
         if (err == EHOSTUNREACH)
             b->unroutable++;
         else
-            TQD_LOG(LOG_WARNING, "cannot send a message: %s", zmq_strerror(err));
+            TQ_LOG(LOG_WARNING, "cannot send a message: %s", zmq_strerror(err));
         return -err;
     }
     return 0;
@@ -109,10 +109,10 @@ static void refuse(tqd_broker_t *b, const uint8_t *rid, size_t rid_len, const tq
 {
     b->malformed++;
     if (p)
-        TQD_LOG(LOG_INFO, "refused a message of " PEER_FMT ": %s: %s", PEER_ARGS(p),
+        TQ_LOG(LOG_INFO, "refused a message of " PEER_FMT ": %s: %s", PEER_ARGS(p),
                 taskq_perr_name((int)code), text);
     else
-        TQD_LOG(LOG_INFO, "refused a message of an unknown peer: %s: %s",
+        TQ_LOG(LOG_INFO, "refused a message of an unknown peer: %s: %s",
                 taskq_perr_name((int)code), text);
     taskq_buf_reset(&b->out);
     send_out(b, rid, rid_len, taskq_enc_error(&b->out, code, ref, taskq_span_cstr(text)));
@@ -174,7 +174,7 @@ static void client_disconnect(tqd_broker_t *b, tqd_client_t *c)
 /* w left: why says how; said_bye for an orderly goodbye. */
 static void worker_gone(tqd_broker_t *b, tqd_worker_t *w, const char *why, bool said_bye)
 {
-    TQD_LOG(LOG_NOTICE, PEER_FMT " left (%s) holding %" PRIu32 " attempts", PEER_ARGS(&w->peer),
+    TQ_LOG(LOG_NOTICE, PEER_FMT " left (%s) holding %" PRIu32 " attempts", PEER_ARGS(&w->peer),
             why, w->used);
     tqd_queue_worker_gone(&b->queue, w, said_bye, b->now);
     peer_unmap(b, &w->peer);
@@ -189,7 +189,7 @@ static void peer_leave(tqd_broker_t *b, tqd_peer_t *p, const char *why)
     if (p->role == TASKQ_ROLE_WORKER) {
         worker_gone(b, (tqd_worker_t *)p, why, false);
     } else {
-        TQD_LOG(LOG_INFO, PEER_FMT " left (%s)", PEER_ARGS(p), why);
+        TQ_LOG(LOG_INFO, PEER_FMT " left (%s)", PEER_ARGS(p), why);
         client_disconnect(b, (tqd_client_t *)p);
     }
 }
@@ -199,7 +199,7 @@ static void peer_leave(tqd_broker_t *b, tqd_peer_t *p, const char *why)
 static void owe(tqd_broker_t *b, tqd_client_t *c, uint64_t job, bool unknown)
 {
     if (tqd_client_owe(c, job, unknown) < 0) {
-        TQD_LOG(LOG_ERR,
+        TQ_LOG(LOG_ERR,
                 "out of memory: the outcome of job %" PRIu64 " is kept for WATCH but not sent now",
                 job);
         return;
@@ -274,7 +274,7 @@ static void on_hello(tqd_broker_t *b, tqd_peer_t *old, const uint8_t *rid, size_
         peer_unmap(b, &c->peer); /* a reconnect replaces the old connection */
         tqd_peer_set(&c->peer, TASKQ_ROLE_CLIENT, h->name, h->host, h->pid);
         p = &c->peer;
-        TQD_LOG(LOG_INFO, PEER_FMT " connected (%" PRIu32 " jobs pending)", PEER_ARGS(p),
+        TQ_LOG(LOG_INFO, PEER_FMT " connected (%" PRIu32 " jobs pending)", PEER_ARGS(p),
                 c->active);
     } else {
         if (peer_count(b) >= TQD_MAX_PEERS) {
@@ -306,7 +306,7 @@ static void on_hello(tqd_broker_t *b, tqd_peer_t *old, const uint8_t *rid, size_
             return;
         }
         p = &w->peer;
-        TQD_LOG(LOG_NOTICE,
+        TQ_LOG(LOG_NOTICE,
                 PEER_FMT " joined with credit %" PRIu32 ", %" PRIu32 " queues, %" PRIu32
                          " functions",
                 PEER_ARGS(p), w->credit, nq, nf);
@@ -379,7 +379,7 @@ static void on_cancel(tqd_broker_t *b, taskq_iter_t it)
             if (tqd_worker_owe_abandon(job->worker, id, job->attempt) == 0)
                 want_flush_worker(b, job->worker);
             else
-                TQD_LOG(LOG_ERR, "out of memory: no ABANDON for job %" PRIu64, id);
+                TQ_LOG(LOG_ERR, "out of memory: no ABANDON for job %" PRIu64, id);
         }
         tqd_queue_cancel(&b->queue, job, b->now);
     }
@@ -444,7 +444,7 @@ static void on_done(tqd_broker_t *b, tqd_worker_t *w, taskq_iter_t it)
     }
     if (foreign) {
         b->malformed += foreign;
-        TQD_LOG(LOG_INFO, PEER_FMT " sent %" PRIu32 " DONE items for attempts it does not hold",
+        TQ_LOG(LOG_INFO, PEER_FMT " sent %" PRIu32 " DONE items for attempts it does not hold",
                 PEER_ARGS(&w->peer), foreign);
     }
 }
@@ -515,7 +515,7 @@ static void handle(tqd_broker_t *b, const uint8_t *rid, size_t rid_len, const vo
     if (m.type == TASKQ_MSG_ERROR) {
         /* Never answered: two confused peers must not trade ERRORs forever. */
         b->malformed++;
-        TQD_LOG(LOG_INFO, "ignored an ERROR %s sent to the broker",
+        TQ_LOG(LOG_INFO, "ignored an ERROR %s sent to the broker",
                 taskq_perr_name((int)m.u.error.code));
         return;
     }
@@ -536,7 +536,7 @@ static void read_frames(tqd_broker_t *b)
         zmq_msg_init(&rid);
         if (zmq_msg_recv(&rid, b->sock, ZMQ_DONTWAIT) < 0) {
             if (errno != EAGAIN && errno != EINTR)
-                TQD_LOG(LOG_ERR, "cannot receive: %s", zmq_strerror(errno));
+                TQ_LOG(LOG_ERR, "cannot receive: %s", zmq_strerror(errno));
             zmq_msg_close(&rid);
             return;
         }
@@ -575,14 +575,14 @@ static void tick(tqd_broker_t *b)
     for (size_t i = b->clients.len; i-- > 0;) {
         tqd_client_t *c = b->clients.v[i];
         if (c->active == 0 && !c->peer.out_slot && b->now - c->peer.last_seen > silence) {
-            TQD_LOG(LOG_DEBUG, PEER_FMT " forgotten (silent, no jobs)", PEER_ARGS(&c->peer));
+            TQ_LOG(LOG_DEBUG, PEER_FMT " forgotten (silent, no jobs)", PEER_ARGS(&c->peer));
             client_free(b, c);
         }
     }
     tqd_queue_sweep(&b->queue);
     /* Cannot fail: the tick entry was just popped, so the heap has room. */
     if (tqd_timers_add(&b->timers, b->now + b->cfg.heartbeat_ms, TIMER_TICK, 0, 0) < 0)
-        TQD_LOG(LOG_ERR, "cannot arm the heartbeat timer");
+        TQ_LOG(LOG_ERR, "cannot arm the heartbeat timer");
 }
 
 static void run_limit(tqd_broker_t *b, uint64_t job_id, uint32_t delivery)
@@ -593,11 +593,11 @@ static void run_limit(tqd_broker_t *b, uint64_t job_id, uint32_t delivery)
     if (tqd_worker_owe_abandon(job->worker, job_id, job->attempt) == 0)
         want_flush_worker(b, job->worker);
     else
-        TQD_LOG(LOG_ERR, "out of memory: no ABANDON for job %" PRIu64, job_id);
+        TQ_LOG(LOG_ERR, "out of memory: no ABANDON for job %" PRIu64, job_id);
     char why[128];
     snprintf(why, sizeof why, "run limit of %" PRIu32 " ms expired on attempt %u of %u",
              job->timeout_ms, (unsigned)job->attempt, (unsigned)job->max_attempts);
-    TQD_LOG(LOG_INFO, "job %" PRIu64 ": %s", job_id, why);
+    TQ_LOG(LOG_INFO, "job %" PRIu64 ": %s", job_id, why);
     tqd_queue_supersede(&b->queue, job, TASKQ_STATUS_TIMEDOUT, why, b->now);
 }
 
@@ -628,12 +628,12 @@ static void commit(tqd_broker_t *b)
     int rc = b->store->ops->commit(b->store);
     if (rc == 0) {
         if (b->commit_failed)
-            TQD_LOG(LOG_NOTICE, "the %s store commits again", b->store->ops->name);
+            TQ_LOG(LOG_NOTICE, "the %s store commits again", b->store->ops->name);
         b->commit_failed = false;
         return;
     }
     if (!b->commit_failed)
-        TQD_LOG(LOG_ERR, "the %s store cannot commit: %s; refusing tasks", b->store->ops->name,
+        TQ_LOG(LOG_ERR, "the %s store cannot commit: %s; refusing tasks", b->store->ops->name,
                 strerror(-rc));
     b->commit_failed = true;
     for (size_t i = 0; i < b->n_accepted; i++) {
@@ -760,7 +760,7 @@ static void flush_worker(tqd_broker_t *b, tqd_worker_t *w)
         tqd_store_dispatched(b->store, job);
         if (job->timeout_ms && tqd_timers_add(&b->timers, b->now + job->timeout_ms, TIMER_RUN_LIMIT,
                                               job->id, job->deliveries) < 0)
-            TQD_LOG(LOG_ERR, "out of memory: job %" PRIu64 " runs without its run limit", job->id);
+            TQ_LOG(LOG_ERR, "out of memory: job %" PRIu64 " runs without its run limit", job->id);
     }
     w->n_unsent = 0;
 }
@@ -849,7 +849,7 @@ static void say_bye(tqd_broker_t *b)
             clients++;
         }
     }
-    TQD_LOG(LOG_NOTICE, "shutting down: said BYE to %zu workers and %zu clients", b->workers.len,
+    TQ_LOG(LOG_NOTICE, "shutting down: said BYE to %zu workers and %zu clients", b->workers.len,
             clients);
     tqd_os_notify("STOPPING=1");
 }
@@ -862,7 +862,7 @@ int tqd_broker_run(tqd_broker_t *b)
         int rc = zmq_poll(items, items[1].fd >= 0 ? 2 : 1, poll_timeout(b));
         if (rc < 0 && errno != EINTR) {
             int err = errno;
-            TQD_LOG(LOG_ERR, "cannot poll the socket: %s", zmq_strerror(err));
+            TQ_LOG(LOG_ERR, "cannot poll the socket: %s", zmq_strerror(err));
             return -err;
         }
         b->now = tqd_os_now_ms();
@@ -889,7 +889,7 @@ int tqd_broker_new(const tqd_config_t *cfg, tqd_broker_t **ret)
 {
     tqd_broker_t *b = calloc(1, sizeof *b);
     if (!b) {
-        TQD_LOG(LOG_ERR, "out of memory");
+        TQ_LOG(LOG_ERR, "out of memory");
         return -ENOMEM;
     }
     b->cfg = *cfg;
@@ -903,12 +903,12 @@ int tqd_broker_new(const tqd_config_t *cfg, tqd_broker_t **ret)
 
     int rc = tqd_store_mem_open(&b->store);
     if (rc < 0) {
-        TQD_LOG(LOG_ERR, "cannot open the memory store: %s", strerror(-rc));
+        TQ_LOG(LOG_ERR, "cannot open the memory store: %s", strerror(-rc));
         goto fail;
     }
     rc = tqd_os_random(&b->seed, sizeof b->seed);
     if (rc < 0) {
-        TQD_LOG(LOG_ERR, "cannot read random bytes: %s", strerror(-rc));
+        TQ_LOG(LOG_ERR, "cannot read random bytes: %s", strerror(-rc));
         goto fail;
     }
     tqd_queue_events_t ev = {.finished = on_finished, .assigned = on_assigned, .ctx = b};
@@ -919,7 +919,7 @@ int tqd_broker_new(const tqd_config_t *cfg, tqd_broker_t **ret)
     rc = -ENOMEM;
     if (!b->names || !b->out_clients || !b->out_workers ||
         tqd_timers_add(&b->timers, b->now + cfg->heartbeat_ms, TIMER_TICK, 0, 0) < 0) {
-        TQD_LOG(LOG_ERR, "out of memory");
+        TQ_LOG(LOG_ERR, "out of memory");
         goto fail;
     }
 
@@ -931,7 +931,7 @@ int tqd_broker_new(const tqd_config_t *cfg, tqd_broker_t **ret)
         set_int(b->sock, ZMQ_LINGER, LINGER_MS) < 0 ||
         zmq_setsockopt(b->sock, ZMQ_MAXMSGSIZE, &maxmsg, sizeof maxmsg) < 0) {
         rc = -errno;
-        TQD_LOG(LOG_ERR, "cannot create the ROUTER socket: %s", zmq_strerror(errno));
+        TQ_LOG(LOG_ERR, "cannot create the ROUTER socket: %s", zmq_strerror(errno));
         goto fail;
     }
     *ret = b;
@@ -955,7 +955,7 @@ int tqd_broker_recover(tqd_broker_t *b)
 {
     int rc = b->store->ops->recover(b->store, &b->queue);
     if (rc < 0)
-        TQD_LOG(LOG_ERR, "cannot load the %s store: %s", b->store->ops->name, strerror(-rc));
+        TQ_LOG(LOG_ERR, "cannot load the %s store: %s", b->store->ops->name, strerror(-rc));
     return rc;
 }
 

@@ -123,7 +123,7 @@ static int apply(const opt_def_t *o, const char *value, tqd_config_t *cfg)
         return 0;
     }
     case OPT_LEVEL:
-        if (tqd_log_parse_level(value, &tqd_log_level) < 0) {
+        if (tq_log_parse_level(value, &tq_log_level) < 0) {
             fprintf(stderr, "taskqd: --%s wants one of %s, not '%s'\n", o->name, o->help, value);
             return -1;
         }
@@ -214,7 +214,7 @@ int main(int argc, char **argv)
         return code;
     int rc = tqd_os_signals();
     if (rc < 0) {
-        TQD_LOG(LOG_ERR, "cannot install signal handlers: %s", strerror(-rc));
+        TQ_LOG(LOG_ERR, "cannot install signal handlers: %s", strerror(-rc));
         return EX_OSERR;
     }
     tqd_broker_t *b;
@@ -227,24 +227,24 @@ int main(int argc, char **argv)
         char ep[256];
         rc = tqd_broker_bind(b, cfg.binds[i], ep, sizeof ep);
         if (rc < 0) {
-            TQD_LOG(LOG_ERR, "cannot bind %s: %s", cfg.binds[i], zmq_strerror(-rc));
+            TQ_LOG(LOG_ERR, "cannot bind %s: %s", cfg.binds[i], zmq_strerror(-rc));
             tqd_broker_destroy(&b);
             return bind_exit_code(-rc);
         }
         len += (size_t)snprintf(ready + len, sizeof ready - len, "%s\n", ep);
-        TQD_LOG(LOG_NOTICE, "serving on %s", ep);
+        TQ_LOG(LOG_NOTICE, "serving on %s", ep);
     }
     if (tqd_broker_recover(b) < 0) {
         tqd_broker_destroy(&b);
         return EX_IOERR;
     }
     if (cfg.ready_file && (rc = tqd_os_write_atomic(cfg.ready_file, ready, len)) < 0) {
-        TQD_LOG(LOG_ERR, "cannot write the ready file %s: %s", cfg.ready_file, strerror(-rc));
+        TQ_LOG(LOG_ERR, "cannot write the ready file %s: %s", cfg.ready_file, strerror(-rc));
         tqd_broker_destroy(&b);
         return EX_CANTCREAT;
     }
     tqd_os_notify("READY=1\nSTATUS=serving");
-    TQD_LOG(LOG_NOTICE, "taskqd %s ready (store %s, id %016" PRIx64 ")", TASKQ_VERSION_STRING,
+    TQ_LOG(LOG_NOTICE, "taskqd %s ready (store %s, id %016" PRIx64 ")", TASKQ_VERSION_STRING,
             b->store->ops->name, b->store->id);
 
     rc = tqd_broker_run(b);

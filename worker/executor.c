@@ -5,6 +5,7 @@
  * the loop that runs one task per REQUEST.
  */
 #include "executor.h"
+#include "log.h"
 
 #include <dlfcn.h>
 #include <errno.h>
@@ -238,23 +239,23 @@ static int load_plugins(const tw_config_t *cfg, taskq_worker_t *w)
         const char *path = cfg->plugins[i];
         void *h = dlopen(path, RTLD_NOW | RTLD_LOCAL);
         if (!h) {
-            TW_LOG(LOG_ERR, "cannot load plugin %s: %s", path, dlerror());
+            TQ_LOG(LOG_ERR, "cannot load plugin %s: %s", path, dlerror());
             return EX_CONFIG;
         }
         int (*init)(taskq_worker_t *) = (int (*)(taskq_worker_t *))dlsym(h, "taskq_plugin_init");
         if (!init) {
-            TW_LOG(LOG_ERR, "plugin %s has no taskq_plugin_init: %s", path, dlerror());
+            TQ_LOG(LOG_ERR, "plugin %s has no taskq_plugin_init: %s", path, dlerror());
             return EX_CONFIG;
         }
         bool had_exec = has_function(w, "exec");
         int rc = init(w);
         if (rc != 0) {
-            TW_LOG(LOG_ERR, "plugin %s: taskq_plugin_init failed: %s (%d)", path,
+            TQ_LOG(LOG_ERR, "plugin %s: taskq_plugin_init failed: %s (%d)", path,
                    taskq_strerror(rc), rc);
             return EX_SOFTWARE;
         }
         if (!had_exec && has_function(w, "exec")) {
-            TW_LOG(LOG_ERR, "plugin %s registers \"exec\", the name of the built-in function",
+            TQ_LOG(LOG_ERR, "plugin %s registers \"exec\", the name of the built-in function",
                    path);
             return EX_CONFIG;
         }
@@ -348,7 +349,7 @@ static int serve(taskq_worker_t *w)
     tw_reader_fini(&r);
     if (rc == -EPIPE)
         return 0; /* the supervisor closed the request pipe: leave */
-    TW_LOG(LOG_ERR, "executor %ld: pipe to the supervisor: %s", (long)getpid(), strerror(-rc));
+    TQ_LOG(LOG_ERR, "executor %ld: pipe to the supervisor: %s", (long)getpid(), strerror(-rc));
     return EX_PROTOCOL;
 }
 
@@ -356,41 +357,41 @@ int tw_executor_main(const tw_config_t *cfg)
 {
     for (int fd = TW_FD_REQUEST; fd <= TW_FD_LIFELINE; fd++) {
         if (fcntl(fd, F_SETFD, FD_CLOEXEC) != 0) {
-            TW_LOG(LOG_ERR, "--executor is taskq-worker's own: descriptors 3 to 5 are missing");
+            TQ_LOG(LOG_ERR, "--executor is taskq-worker's own: descriptors 3 to 5 are missing");
             return EX_USAGE;
         }
     }
     errno = 0;
     if (cfg->nice && nice((int)cfg->nice) == -1 && errno)
-        TW_LOG(LOG_WARNING, "cannot lower the priority by %u: %s", cfg->nice, strerror(errno));
+        TQ_LOG(LOG_WARNING, "cannot lower the priority by %u: %s", cfg->nice, strerror(errno));
     struct rlimit rl = {cfg->mem_limit, cfg->mem_limit};
     if (cfg->mem_limit && setrlimit(RLIMIT_AS, &rl) != 0) {
-        TW_LOG(LOG_ERR, "cannot set the memory limit: %s", strerror(errno));
+        TQ_LOG(LOG_ERR, "cannot set the memory limit: %s", strerror(errno));
         return EX_OSERR;
     }
     if (start_lifeline_watch() != 0 || catch_fatal_signals(cfg) != 0) {
-        TW_LOG(LOG_ERR, "executor %ld cannot start: %s", (long)getpid(), strerror(errno));
+        TQ_LOG(LOG_ERR, "executor %ld cannot start: %s", (long)getpid(), strerror(errno));
         return EX_OSERR;
     }
     taskq_worker_t *w = NULL;
     int rc = taskq_worker_new(NULL, NULL, &w);
     if (rc != 0) {
-        TW_LOG(LOG_ERR, "executor %ld cannot start: %s", (long)getpid(), taskq_strerror(rc));
+        TQ_LOG(LOG_ERR, "executor %ld cannot start: %s", (long)getpid(), taskq_strerror(rc));
         return EX_OSERR;
     }
     tw_exec_config_t exec_cfg = {0};
     int code = load_plugins(cfg, w);
     if (!code && cfg->exec && (rc = taskq_worker_register(w, "exec", tw_exec_handler,
                                                           &exec_cfg)) != 0) {
-        TW_LOG(LOG_ERR, "cannot register exec: %s", taskq_strerror(rc));
+        TQ_LOG(LOG_ERR, "cannot register exec: %s", taskq_strerror(rc));
         code = EX_SOFTWARE;
     }
     if (!code && !taskq_worker_function(w, 0)) {
-        TW_LOG(LOG_ERR, "the plugins registered no function: nothing to serve");
+        TQ_LOG(LOG_ERR, "the plugins registered no function: nothing to serve");
         code = EX_CONFIG;
     }
     if (!code && (rc = send_hello(w)) != 0) {
-        TW_LOG(LOG_ERR, "executor %ld: pipe to the supervisor: %s", (long)getpid(),
+        TQ_LOG(LOG_ERR, "executor %ld: pipe to the supervisor: %s", (long)getpid(),
                strerror(-rc));
         code = EX_PROTOCOL;
     }

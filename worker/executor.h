@@ -37,24 +37,6 @@ typedef struct tw_config {
     bool executor;                          /* hidden: run as an executor */
 } tw_config_t;
 
-/* ---- Log --------------------------------------------------------------- */
-
-/* Lines with a priority above this (less urgent) are not formatted.  Set
- * once while the command line is read; defined in tw_main.c. */
-extern int tw_log_level;
-
-/* Log one line to stderr as "<prio>text" (the syslog priority prefix that
- * journald reads), with one write(2), so lines from the supervisor's
- * threads and its executors do not interleave.  Control characters are
- * replaced by '?'; lines are cut at 1 KiB.  Any thread. */
-#define TW_LOG(prio, ...)                                                                          \
-    do {                                                                                           \
-        if ((prio) <= tw_log_level)                                                                \
-            tw_log_write((prio), __VA_ARGS__);                                                     \
-    } while (0)
-
-void tw_log_write(int prio, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-
 /* ---- The pipe protocol ------------------------------------------------- */
 
 /*

@@ -27,6 +27,7 @@
 #include <unistd.h>
 
 #include "cpus.h"
+#include "log.h"
 #include "taskq.h"
 
 #define TICK_MS 50            /* how often a waiting slot looks at its flags */
@@ -296,7 +297,7 @@ static int ex_spawn(slot_t *s)
     fcntl(s->ex.rep_fd, F_SETFL, O_NONBLOCK);
     if (ex_hello(s) != 0)
         return -1;
-    TW_LOG(LOG_INFO, "slot %u: process %ld started", s->index, (long)pid);
+    TQ_LOG(LOG_INFO, "slot %u: process %ld started", s->index, (long)pid);
     return 0;
 fail:
     for (int i = 0; i < 2; i++) {
@@ -312,7 +313,7 @@ fail:
 static void slot_spawn(slot_t *s)
 {
     if (ex_spawn(s) != 0) {
-        TW_LOG(LOG_WARNING, "slot %u: no executor: %s", s->index, s->why);
+        TQ_LOG(LOG_WARNING, "slot %u: no executor: %s", s->index, s->why);
         note_death(s, now_ms());
     }
 }
@@ -327,7 +328,7 @@ static int slot_ready(slot_t *s, taskq_task_t *t)
         int64_t started = s->ex.started_ms;
         int status = ex_end(s, 0);
         describe(s->why, sizeof s->why, s->pool, pid, status, false);
-        TW_LOG(LOG_WARNING, "slot %u: idle %s", s->index, s->why);
+        TQ_LOG(LOG_WARNING, "slot %u: idle %s", s->index, s->why);
         note_death(s, started);
     }
     for (int i = 0; i < START_TRIES && !s->ex.pid; i++) {
@@ -433,12 +434,12 @@ static int proxy(taskq_task_t *t, void *ud)
         tw_reader_next(&s->rd);
         if (++s->ex.tasks == p->cfg->max_tasks) {
             ex_retire(s);
-            TW_LOG(LOG_INFO, "slot %u: process %ld retired after %u tasks", s->index, (long)pid,
+            TQ_LOG(LOG_INFO, "slot %u: process %ld retired after %u tasks", s->index, (long)pid,
                    p->cfg->max_tasks);
         }
     } else if (x == X_CANCELLED || x == X_STOPPED) {
         ex_end(s, SIGTERM);
-        TW_LOG(LOG_INFO, "slot %u: job %" PRIu64 " %s: process %ld stopped", s->index, h.job_id,
+        TQ_LOG(LOG_INFO, "slot %u: job %" PRIu64 " %s: process %ld stopped", s->index, h.job_id,
                x == X_CANCELLED ? "abandoned" : "cut short", (long)pid);
         rc = x == X_CANCELLED ? taskq_task_error(t, "abandoned")
                               : taskq_task_retry(t, "taskq-worker on %s stopped before the "
@@ -452,7 +453,7 @@ static int proxy(taskq_task_t *t, void *ud)
         else
             snprintf(why, sizeof why, "process %ld on %s sent a malformed reply", (long)pid,
                      p->host);
-        TW_LOG(LOG_WARNING, "slot %u: job %" PRIu64 " (%s, attempt %u): %s", s->index, h.job_id,
+        TQ_LOG(LOG_WARNING, "slot %u: job %" PRIu64 " (%s, attempt %u): %s", s->index, h.job_id,
                fn, h.attempt, why);
         note_death(s, started);
         rc = taskq_task_retry(t, "%s", why);
@@ -475,11 +476,11 @@ static void *slot_main(void *arg)
         s->result = taskq_worker_run(s->w);
         if (atomic_load(&p->stopping) || s->result != 0)
             break;
-        TW_LOG(LOG_NOTICE, "slot %u: the broker said goodbye; connecting again", s->index);
+        TQ_LOG(LOG_NOTICE, "slot %u: the broker said goodbye; connecting again", s->index);
         wait_until(s, NULL, now_ms() + REJOIN_MS);
     }
     if (s->result != 0)
-        TW_LOG(LOG_ERR, "slot %u: cannot serve %s: %s (%s)", s->index, p->cfg->broker,
+        TQ_LOG(LOG_ERR, "slot %u: cannot serve %s: %s (%s)", s->index, p->cfg->broker,
                taskq_strerror(s->result), taskq_errname(s->result));
     if (s->ex.pid)
         ex_retire(s);
@@ -541,7 +542,7 @@ static int slot_init(tw_pool_t *p, unsigned i)
     for (size_t f = 0; rc == 0 && p->fns[f]; f++)
         rc = taskq_worker_register(s->w, p->fns[f], proxy, s);
     if (rc != 0)
-        TW_LOG(LOG_ERR, "cannot set up connection %u: %s", i, taskq_strerror(rc));
+        TQ_LOG(LOG_ERR, "cannot set up connection %u: %s", i, taskq_strerror(rc));
     return rc;
 }
 
@@ -549,7 +550,7 @@ int tw_pool_new(const tw_config_t *cfg, tw_pool_t **ret_pool)
 {
     tw_pool_t *p = calloc(1, sizeof *p);
     if (!p) {
-        TW_LOG(LOG_ERR, "out of memory");
+        TQ_LOG(LOG_ERR, "out of memory");
         return EX_OSERR;
     }
     p->cfg = cfg;
@@ -568,7 +569,7 @@ int tw_pool_new(const tw_config_t *cfg, tw_pool_t **ret_pool)
     if (!p->slots || pipe2(p->lifeline, O_CLOEXEC) != 0 ||
         (p->lifeline[0] = high_fd(p->lifeline[0])) < 0 ||
         (p->event_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)) < 0) {
-        TW_LOG(LOG_ERR, "cannot set up the pool: %s", strerror(errno));
+        TQ_LOG(LOG_ERR, "cannot set up the pool: %s", strerror(errno));
         goto fail;
     }
     p->slots[0].pool = p;
@@ -576,7 +577,7 @@ int tw_pool_new(const tw_config_t *cfg, tw_pool_t **ret_pool)
         /* The executor logged the details; pass its verdict on. */
         int st = p->slots[0].died_status;
         int exited = st >= 0 && WIFEXITED(st) ? WEXITSTATUS(st) : 0;
-        TW_LOG(LOG_ERR, "the first executor did not start: %s", p->slots[0].why);
+        TQ_LOG(LOG_ERR, "the first executor did not start: %s", p->slots[0].why);
         code = exited == EX_USAGE || exited == EX_CONFIG || exited == EX_OSERR ? exited
                                                                               : EX_SOFTWARE;
         goto fail;
@@ -601,7 +602,7 @@ int tw_pool_start(tw_pool_t *p)
     for (size_t i = 0, len = 0; i < cfg->n_queues && len < sizeof queues; i++)
         len += (size_t)snprintf(queues + len, sizeof queues - len, "%s%s", i ? ", " : "",
                                 cfg->queues[i]);
-    TW_LOG(LOG_NOTICE, "taskq-worker %s: %u process%s serving %s on %s for %s",
+    TQ_LOG(LOG_NOTICE, "taskq-worker %s: %u process%s serving %s on %s for %s",
            TASKQ_VERSION_STRING, p->n, p->n == 1 ? "" : "es", fns,
            cfg->n_queues ? queues : "default", cfg->broker);
     for (unsigned i = 0; i < p->n; i++) {
@@ -610,7 +611,7 @@ int tw_pool_start(tw_pool_t *p)
         int rc = pthread_create(&s->thread, NULL, slot_main, s);
         if (rc != 0) {
             atomic_fetch_sub(&p->live, 1);
-            TW_LOG(LOG_ERR, "cannot start slot %u: %s", i, strerror(rc));
+            TQ_LOG(LOG_ERR, "cannot start slot %u: %s", i, strerror(rc));
             return -rc;
         }
         s->started = true;

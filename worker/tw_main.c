@@ -20,41 +20,9 @@
 #include <unistd.h>
 
 #include "executor.h"
+#include "log.h"
 #include "pool.h"
 #include "taskq.h"
-
-int tw_log_level = LOG_NOTICE;
-
-/* ---- Log ----------------------------------------------------------------- */
-
-static const struct {
-    const char *name;
-    int prio;
-} levels[] = {
-    {"err", LOG_ERR},   {"warning", LOG_WARNING}, {"notice", LOG_NOTICE},
-    {"info", LOG_INFO}, {"debug", LOG_DEBUG},
-};
-
-void tw_log_write(int prio, const char *fmt, ...)
-{
-    char line[1024];
-    int head = snprintf(line, sizeof line, "<%d>", prio);
-    va_list ap;
-    va_start(ap, fmt);
-    int n = vsnprintf(line + head, sizeof line - (size_t)head - 1, fmt, ap);
-    va_end(ap);
-    if (n < 0)
-        return;
-    size_t len = (size_t)head + (size_t)n;
-    if (len > sizeof line - 2)
-        len = sizeof line - 2;
-    for (size_t i = (size_t)head; i < len; i++)
-        if ((unsigned char)line[i] < 0x20 || line[i] == 0x7f)
-            line[i] = '?';
-    line[len++] = '\n';
-    ssize_t w = write(STDERR_FILENO, line, len);
-    (void)w; /* a failed log write has nowhere to be reported */
-}
 
 /* ---- Options ------------------------------------------------------------- */
 
@@ -215,12 +183,9 @@ static int apply(const opt_def_t *o, const char *value, tw_config_t *cfg)
         }
         return 0;
     case OPT_LEVEL:
-        for (size_t i = 0; i < sizeof levels / sizeof levels[0]; i++) {
-            if (strcmp(value, levels[i].name) == 0) {
-                tw_log_level = levels[i].prio;
-                *(const char **)field = levels[i].name;
-                return 0;
-            }
+        if (tq_log_parse_level(value, &tq_log_level) == 0) {
+            *(const char **)field = value;
+            return 0;
         }
         fprintf(stderr, "taskq-worker: --%s wants one of %s, not '%s'\n", o->name, o->help, value);
         return -1;
@@ -311,7 +276,7 @@ static int supervise(tw_pool_t *pool, int sig_fd, const tw_config_t *cfg)
     while ((live = tw_pool_live(pool)) > 0) {
         bool stop = false;
         if (!stopping && live < tw_pool_size(pool)) {
-            TW_LOG(LOG_ERR, "a connection ended on its own: stopping the pool");
+            TQ_LOG(LOG_ERR, "a connection ended on its own: stopping the pool");
             stop = true;
         }
         int timeout = -1;
@@ -319,7 +284,7 @@ static int supervise(tw_pool_t *pool, int sig_fd, const tw_config_t *cfg)
             timeout = deadline > now_ms() ? (int)(deadline - now_ms()) : 0;
         struct pollfd pf[2] = {{sig_fd, POLLIN, 0}, {tw_pool_event_fd(pool), POLLIN, 0}};
         if (!stop && poll(pf, 2, timeout) < 0 && errno != EINTR) {
-            TW_LOG(LOG_ERR, "poll: %s", strerror(errno));
+            TQ_LOG(LOG_ERR, "poll: %s", strerror(errno));
             tw_pool_kill(pool);
             return EX_OSERR;
         }
@@ -327,12 +292,12 @@ static int supervise(tw_pool_t *pool, int sig_fd, const tw_config_t *cfg)
         if (!stop && (pf[0].revents & POLLIN) && read(sig_fd, &si, sizeof si) == sizeof si) {
             const char *name = si.ssi_signo == SIGINT ? "SIGINT" : "SIGTERM";
             if (stopping && si.ssi_signo == SIGINT) {
-                TW_LOG(LOG_NOTICE, "second SIGINT: stopping at once");
+                TQ_LOG(LOG_NOTICE, "second SIGINT: stopping at once");
                 tw_pool_kill(pool);
                 _exit(128 + SIGINT); /* leave the threads where they are */
             }
             if (!stopping) {
-                TW_LOG(LOG_NOTICE, "%s: taking no new tasks; running ones have %" PRIu32 " s",
+                TQ_LOG(LOG_NOTICE, "%s: taking no new tasks; running ones have %" PRIu32 " s",
                        name, cfg->grace_s);
                 stop = true;
             }
@@ -343,7 +308,7 @@ static int supervise(tw_pool_t *pool, int sig_fd, const tw_config_t *cfg)
             tw_pool_stop(pool);
         }
         if (stopping && !aborted && now_ms() >= deadline) {
-            TW_LOG(LOG_NOTICE, "grace period over: stopping the running tasks");
+            TQ_LOG(LOG_NOTICE, "grace period over: stopping the running tasks");
             tw_pool_abort(pool);
             aborted = true;
         }
@@ -370,7 +335,7 @@ int main(int argc, char **argv)
     int sig_fd = -1;
     if (sigprocmask(SIG_BLOCK, &stop, NULL) != 0 || signal(SIGPIPE, SIG_IGN) == SIG_ERR ||
         (sig_fd = signalfd(-1, &stop, SFD_CLOEXEC)) < 0) {
-        TW_LOG(LOG_ERR, "cannot set up signals: %s", strerror(errno));
+        TQ_LOG(LOG_ERR, "cannot set up signals: %s", strerror(errno));
         return EX_OSERR;
     }
     tw_pool_t *pool = NULL;
@@ -386,7 +351,7 @@ int main(int argc, char **argv)
         if (code == 0)
             code = joined;
         tw_pool_destroy(&pool);
-        TW_LOG(LOG_NOTICE, "taskq-worker stopped");
+        TQ_LOG(LOG_NOTICE, "taskq-worker stopped");
     }
     close(sig_fd);
     return code;

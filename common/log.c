@@ -1,5 +1,5 @@
 /*
- * log.c - the daemon's stderr log with syslog priority prefixes, and the
+ * log.c - the programs' stderr log with syslog priority prefixes, and the
  * log level it filters on.
  */
 #include "log.h"
@@ -10,7 +10,7 @@
 #include <string.h>
 #include <unistd.h>
 
-int tqd_log_level = LOG_NOTICE;
+int tq_log_level = LOG_NOTICE;
 
 static const struct {
     const char *name;
@@ -20,7 +20,7 @@ static const struct {
     {"info", LOG_INFO}, {"debug", LOG_DEBUG},
 };
 
-int tqd_log_parse_level(const char *name, int *ret)
+int tq_log_parse_level(const char *name, int *ret)
 {
     for (size_t i = 0; i < sizeof levels / sizeof levels[0]; i++) {
         if (strcmp(name, levels[i].name) == 0) {
@@ -31,7 +31,7 @@ int tqd_log_parse_level(const char *name, int *ret)
     return -EINVAL;
 }
 
-void tqd_log_write(int prio, const char *fmt, ...)
+void tq_log_write(int prio, const char *fmt, ...)
 {
     char line[1024];
     int head = snprintf(line, sizeof line, "<%d>", prio);
