@@ -29,6 +29,7 @@ typedef struct cli_ctx {
     const char *prog;           /* "taskq", for messages */
     const char *broker;         /* --broker, else $TASKQ_BROKER, else the default */
     int32_t connect_timeout_ms; /* how long to wait for a first answer (5000) */
+    bool leave_outcomes;        /* the client acknowledges no outcome (detach) */
 } cli_ctx_t;
 
 /*

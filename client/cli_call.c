@@ -164,9 +164,9 @@ static int call_arg(const cli_ctx_t *ctx, const char *json, void **arg, size_t *
 /*
  * call --detach: print f's job id once the broker took the task.  The
  * wait is pings after the SUBMIT (cli_check_served()'s round trip usually
- * brought the answer already): they return as soon as the id is known,
- * long before a worker could report the outcome, which this client would
- * then collect (acknowledge) and so take away from `taskq wait`.
+ * brought the answer already).  The client never acknowledges outcomes
+ * (leave_outcomes), so one that arrives meanwhile stays at the broker for
+ * `taskq wait`.
  */
 static int detach(const cli_ctx_t *ctx, taskq_client_t *c, taskq_future_t *f)
 {
@@ -244,7 +244,11 @@ int cli_call(const cli_ctx_t *ctx, int argc, char **argv)
 
     taskq_client_t *client = NULL;
     taskq_future_t *f = NULL;
-    if ((rc = cli_connect(ctx, &client)) != 0) {
+    /* A detaching client leaves the outcome to `taskq wait`, even if it
+     * arrives before this process is gone. */
+    cli_ctx_t cctx = *ctx;
+    cctx.leave_outcomes = detached;
+    if ((rc = cli_connect(&cctx, &client)) != 0) {
         free(arg);
         return rc;
     }

@@ -211,7 +211,7 @@ static void format_seconds(int32_t ms, char *buf, size_t cap)
 
 int cli_connect(const cli_ctx_t *ctx, taskq_client_t **ret)
 {
-    taskq_client_opts_t opts = {.name = "taskq"};
+    taskq_client_opts_t opts = {.name = "taskq", .leave_outcomes = ctx->leave_outcomes};
     taskq_client_t *c = NULL;
     int rc = taskq_client_new(ctx->broker, &opts, &c);
     if (rc == TASKQ_EINVAL) {

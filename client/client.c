@@ -241,7 +241,7 @@ static void resolve_result(taskq_future_t *f, const taskq_result_item_t *r)
 
 static void on_result(taskq_client_t *c, taskq_iter_t it)
 {
-    bool ack = taskq__ids_reserve(c, it.left) == 0;
+    bool ack = !c->leave_outcomes && taskq__ids_reserve(c, it.left) == 0;
     size_t n = 0;
     taskq_result_item_t r;
     while (taskq_iter_result(&it, &r) > 0) {
@@ -442,6 +442,7 @@ int taskq_client_new(const char *endpoint, const taskq_client_opts_t *opts,
     c->reconnect_limit_ms =
         opts->reconnect_limit_ms ? opts->reconnect_limit_ms : RECONNECT_LIMIT_DEFAULT_MS;
     c->max_batch = opts->max_batch ? opts->max_batch : MAX_BATCH_DEFAULT;
+    c->leave_outcomes = opts->leave_outcomes;
     /* What the broker sends is bounded by the frame size alone. */
     taskq_limits_default(&c->limits);
     c->max_frame = c->limits.max_frame;

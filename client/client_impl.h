@@ -97,6 +97,7 @@ struct taskq_client {
     uint64_t client_id;            /* random, non-zero, the same on every HELLO */
     int32_t reconnect_limit_ms;    /* < 0: reconnect forever */
     uint32_t max_batch;            /* tasks per SUBMIT */
+    bool leave_outcomes;           /* never send ACK (opts.leave_outcomes) */
     taskq_limits_t limits;         /* for decoding what the broker sends */
 
     /* Connection. */

@@ -104,6 +104,13 @@ typedef struct taskq_client_opts {
                                    (default 30000; TASKQ_TIMEOUT_INFINITE: forever) */
     uint32_t max_batch;         /* tasks buffered before a SUBMIT is sent
                                    (default 256, at most 10000) */
+    bool leave_outcomes;        /* never acknowledge outcomes, so that the
+                                   broker keeps them for other processes
+                                   (taskq_future_attach) until its result
+                                   retention time; for submitters that
+                                   detach (default false: an outcome this
+                                   client received is acknowledged, and the
+                                   broker forgets it) */
 } taskq_client_opts_t;
 
 /*
