@@ -4,7 +4,7 @@
 set -euo pipefail
 
 pkgs=(build-essential cmake pkg-config libzmq3-dev libmsgpack-dev check
-      libsqlite3-dev libsystemd-dev libjansson-dev iproute2 util-linux
+      libsqlite3-dev libsystemd-dev libjansson-dev iproute2 util-linux bsdutils
       python3 python3-zmq python3-msgpack)
 
 missing=()
