@@ -1,15 +1,14 @@
 /*
  * cli_map.c - `taskq map`: one `exec` task per input, like GNU parallel.
- * Owns the command template and its replacement strings, the window of
- * futures and the output held back for input order, the joblog and
- * --resume-failed, --halt-on-failures, the progress bar, and Ctrl-C.
+ * Owns the options, the inputs, the window of futures and the output held
+ * back for input order, --halt-on-failures, Ctrl-C and the exit status;
+ * the template is cli_template.c's, the joblog cli_joblog.c's.
  */
 #include <errno.h>
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -17,11 +16,12 @@
 
 #include "cli.h"
 #include "cli_bar.h"
+#include "cli_joblog.h"
+#include "cli_template.h"
 
 #define JOBS_MIN 16         /* --jobs default: at least this many tasks in flight */
 #define JOBS_MAX 100000     /* --jobs upper bound */
 #define FAILED_EXIT_MAX 101 /* the exit status counts failed jobs up to this */
-#define JOBLOG_HEADER "Seq\tHost\tStarttime\tJobRuntime\tSend\tReceive\tExitval\tSignal\tCommand\n"
 
 static const char usage_text[] =
     "Usage: taskq map [OPTIONS] COMMAND... [::: ARG...]\n"
@@ -93,9 +93,8 @@ typedef struct map {
     const cli_ctx_t *ctx;
     taskq_client_t *c;
     taskq_submit_opts_t task;
-    char **words; /* the template: its words, or with --shell its one line */
-    size_t nwords;
-    bool shell, has_repl, unordered;
+    cli_template_t tpl; /* the command template */
+    bool unordered;
     char **env;
     int envc;
     char *cwd;
@@ -132,266 +131,7 @@ static double wall_now(void)
     return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
-/* ---- the command template ------------------------------------------------ */
-
-/*
- * Split s into words as sh does, without expansions: blanks separate
- * words; '...' keeps everything; "..." keeps everything but \" \\ \$ \`
- * and backslash-newline; a backslash outside quotes keeps the next
- * character.  Returns 0, TASKQ_EINVAL (an unterminated quote) or
- * TASKQ_ENOMEM; *ret is a malloc'ed array of malloc'ed words.
- */
-static int split_words(const char *s, char ***ret, size_t *ret_n)
-{
-    size_t len = strlen(s), n = 0;
-    char **words = calloc(len / 2 + 2, sizeof *words);
-    char *w = malloc(len + 1);
-    if (!words || !w) {
-        free(words);
-        free(w);
-        return TASKQ_ENOMEM;
-    }
-    int rc = 0;
-    const char *p = s;
-    while (*p) {
-        if (*p == ' ' || *p == '\t' || *p == '\n') {
-            p++;
-            continue;
-        }
-        size_t wl = 0;
-        while (*p && *p != ' ' && *p != '\t' && *p != '\n') {
-            if (*p == '\'') {
-                const char *q = strchr(p + 1, '\'');
-                if (!q) {
-                    rc = TASKQ_EINVAL;
-                    goto out;
-                }
-                memcpy(w + wl, p + 1, (size_t)(q - p - 1));
-                wl += (size_t)(q - p - 1);
-                p = q + 1;
-            } else if (*p == '"') {
-                for (p++; *p != '"'; p++) {
-                    if (!*p) {
-                        rc = TASKQ_EINVAL;
-                        goto out;
-                    }
-                    if (*p == '\\' && p[1] == '\n')
-                        p++;
-                    else if (*p == '\\' && strchr("\"\\$`", p[1]))
-                        w[wl++] = *++p;
-                    else
-                        w[wl++] = *p;
-                }
-                p++;
-            } else if (*p == '\\') {
-                if (p[1] && p[1] != '\n')
-                    w[wl++] = p[1];
-                p += p[1] ? 2 : 1;
-            } else {
-                w[wl++] = *p++;
-            }
-        }
-        if (!(words[n] = strndup(w, wl))) {
-            rc = TASKQ_ENOMEM;
-            goto out;
-        }
-        n++;
-    }
-out:
-    free(w);
-    if (rc) {
-        while (n > 0)
-            free(words[--n]);
-        free(words);
-        return rc;
-    }
-    *ret = words;
-    *ret_n = n;
-    return 0;
-}
-
-static const char *const repl_strings[] = {"{}", "{#}", "{.}", "{/}", "{//}", "{/.}"};
-enum { R_INPUT, R_SEQ, R_NOEXT, R_BASE, R_DIR, R_BASE_NOEXT, R_N };
-
-/* The replacement string at p, or -1. */
-static int repl_at(const char *p)
-{
-    if (*p != '{')
-        return -1;
-    for (int i = 0; i < R_N; i++)
-        if (strncmp(p, repl_strings[i], strlen(repl_strings[i])) == 0)
-            return i;
-    return -1;
-}
-
-/* The length of v[0..len-1] without its extension: a last '.' in its last
- * path component with something after it (GNU parallel's {.}). */
-static size_t cut_ext(const char *v, size_t len)
-{
-    for (size_t i = len; i-- > 0 && v[i] != '/';)
-        if (v[i] == '.')
-            return i + 1 < len ? i : len;
-    return len;
-}
-
-/* The value of replacement string r for input in, whose number is num
- * (in decimal): a span of in, of num or of a constant. */
-static void repl_value(int r, const char *in, const char *num, const char **v, size_t *len)
-{
-    const char *slash = strrchr(in, '/');
-    const char *base = slash ? slash + 1 : in;
-    switch (r) {
-    case R_SEQ:
-        *v = num;
-        *len = strlen(num);
-        return;
-    case R_NOEXT:
-        *v = in;
-        *len = cut_ext(in, strlen(in));
-        return;
-    case R_BASE:
-        *v = base;
-        *len = strlen(base);
-        return;
-    case R_DIR:
-        /* As dirname(1): "." without a slash, "/" for "/x". */
-        *v = !slash ? "." : slash == in ? "/" : in;
-        *len = !slash || slash == in ? 1 : (size_t)(slash - in);
-        return;
-    case R_BASE_NOEXT:
-        *v = base;
-        *len = cut_ext(base, strlen(base));
-        return;
-    default:
-        *v = in;
-        *len = strlen(in);
-    }
-}
-
-/* Write v as one word for sh: as it is if it holds only characters sh
- * leaves alone, else in single quotes. */
-static void put_quoted(FILE *out, const char *v, size_t len)
-{
-    static const char safe[] = "_@%+=:,./-";
-    bool plain = len > 0;
-    for (size_t i = 0; i < len && plain; i++)
-        plain = (v[i] >= 'a' && v[i] <= 'z') || (v[i] >= 'A' && v[i] <= 'Z') ||
-                (v[i] >= '0' && v[i] <= '9') || (v[i] && strchr(safe, v[i]));
-    if (plain) {
-        fwrite(v, 1, len, out);
-        return;
-    }
-    fputc('\'', out);
-    for (size_t i = 0; i < len; i++) {
-        if (v[i] == '\'')
-            fputs("'\\''", out);
-        else
-            fputc(v[i], out);
-    }
-    fputc('\'', out);
-}
-
-/* Expand the replacement strings of word for input in (number num) into
- * a malloc'ed string, quoting the values for sh if quote.  NULL: ENOMEM. */
-static char *expand(const char *word, const char *in, const char *num, bool quote)
-{
-    char *s = NULL;
-    size_t len;
-    FILE *out = open_memstream(&s, &len);
-    if (!out)
-        return NULL;
-    for (const char *p = word; *p;) {
-        int r = repl_at(p);
-        if (r < 0) {
-            fputc(*p++, out);
-            continue;
-        }
-        const char *v;
-        size_t vlen;
-        repl_value(r, in, num, &v, &vlen);
-        if (quote)
-            put_quoted(out, v, vlen);
-        else
-            fwrite(v, 1, vlen, out);
-        p += strlen(repl_strings[r]);
-    }
-    if (fclose(out) != 0) {
-        free(s);
-        return NULL;
-    }
-    return s;
-}
-
-static void free_words(char **w, size_t n)
-{
-    for (size_t i = 0; i < n; i++)
-        free(w[i]);
-    free(w);
-}
-
-/*
- * The argv of the job for input in (number seq) into *ret_argv/ret_argc
- * (malloc'ed words) and the command as shown into *ret_cmd.  Returns 0 or
- * TASKQ_ENOMEM.
- */
-static int build(const map_t *m, const char *in, size_t seq, char ***ret_argv, size_t *ret_argc,
-                 char **ret_cmd)
-{
-    char num[24];
-    snprintf(num, sizeof num, "%zu", seq);
-    size_t n = m->shell ? 3 : m->nwords + !m->has_repl;
-    char **argv = calloc(n, sizeof *argv);
-    char *cmd = NULL;
-    size_t cmd_len;
-    FILE *out = NULL;
-    if (!argv)
-        return TASKQ_ENOMEM;
-    if (m->shell) {
-        /* The input goes after the line when it names none, as a word. */
-        char *line = expand(m->words[0], in, num, true);
-        out = line ? open_memstream(&cmd, &cmd_len) : NULL;
-        if (out) {
-            fputs(line, out);
-            if (!m->has_repl) {
-                fputc(' ', out);
-                put_quoted(out, in, strlen(in));
-            }
-        }
-        free(line);
-        if (!out || fclose(out) != 0)
-            goto fail;
-        argv[0] = strdup("sh");
-        argv[1] = strdup("-c");
-        argv[2] = strdup(cmd);
-        if (!argv[0] || !argv[1] || !argv[2])
-            goto fail;
-    } else {
-        for (size_t i = 0; i < m->nwords; i++)
-            if (!(argv[i] = expand(m->words[i], in, num, false)))
-                goto fail;
-        if (!m->has_repl && !(argv[m->nwords] = strdup(in)))
-            goto fail;
-        if (!(out = open_memstream(&cmd, &cmd_len)))
-            goto fail;
-        for (size_t i = 0; i < n; i++) {
-            if (i)
-                fputc(' ', out);
-            put_quoted(out, argv[i], strlen(argv[i]));
-        }
-        if (fclose(out) != 0)
-            goto fail;
-    }
-    *ret_argv = argv;
-    *ret_argc = n;
-    *ret_cmd = cmd;
-    return 0;
-fail:
-    free(cmd);
-    free_words(argv, n);
-    return TASKQ_ENOMEM;
-}
-
-/* ---- inputs and the joblog ------------------------------------------------ */
+/* ---- the inputs ---------------------------------------------------------- */
 
 /* Read standard input whole and split it into lines (a last line without
  * a newline counts).  Returns 0, TASKQ_ESYS (errno set) or TASKQ_ENOMEM. */
@@ -440,124 +180,6 @@ static int read_lines(map_t *m)
     }
     m->stdin_buf = buf;
     return 0;
-}
-
-/* Trimmed field equal to "0"? */
-static bool field_zero(const char *f)
-{
-    while (*f == ' ')
-        f++;
-    return f[0] == '0' && (f[1] == '\0' || f[1] == ' ');
-}
-
-/* Start a new joblog at path with its header.  Returns 0 or TASKQ_ESYS. */
-static int joblog_create(map_t *m, const char *path)
-{
-    if (!(m->joblog = fopen(path, "w")))
-        return TASKQ_ESYS;
-    fputs(JOBLOG_HEADER, m->joblog);
-    fflush(m->joblog);
-    return 0;
-}
-
-/*
- * --resume-failed: mark the inputs that the joblog at path says succeeded
- * (Exitval and Signal 0), and start the joblog again with the header and
- * their rows (written to a new file that then replaces it, so that they
- * are never lost), ready for the new rows.  A missing joblog is a new one.
- * Returns 0 or TASKQ_ESYS (errno set) / TASKQ_ENOMEM.
- */
-static int joblog_resume(map_t *m, const char *path)
-{
-    FILE *in = fopen(path, "r");
-    if (!in)
-        return errno == ENOENT ? joblog_create(m, path) : TASKQ_ESYS;
-    size_t plen = strlen(path);
-    char *tmp = malloc(plen + 8);
-    if (!tmp) {
-        fclose(in);
-        return TASKQ_ENOMEM;
-    }
-    memcpy(tmp, path, plen);
-    memcpy(tmp + plen, ".XXXXXX", 8);
-    struct stat st;
-    int fd = mkstemp(tmp);
-    FILE *out = NULL;
-    if (fd >= 0 && fstat(fileno(in), &st) == 0 && fchmod(fd, st.st_mode & 07777) == 0)
-        out = fdopen(fd, "w");
-    int rc = out ? 0 : TASKQ_ESYS;
-    if (!out && fd >= 0) {
-        close(fd);
-        unlink(tmp);
-    }
-    if (out)
-        fputs(JOBLOG_HEADER, out);
-    char *line = NULL;
-    size_t cap = 0;
-    ssize_t n;
-    while (out && (n = getline(&line, &cap, in)) > 0) {
-        char *f[9], *save = NULL, *copy = strdup(line);
-        if (!copy) {
-            rc = TASKQ_ENOMEM;
-            break;
-        }
-        size_t nf = 0;
-        for (char *t = strtok_r(copy, "\t", &save); t && nf < 9; t = strtok_r(NULL, "\t", &save))
-            f[nf++] = t;
-        char *end;
-        unsigned long long seq = nf == 9 ? strtoull(f[0], &end, 10) : 0;
-        if (seq >= 1 && seq <= m->ninputs && *end == '\0' && field_zero(f[6]) &&
-            field_zero(f[7]) && !m->skip[seq - 1]) {
-            m->skip[seq - 1] = true;
-            fputs(line, out);
-            if (line[n - 1] != '\n')
-                fputc('\n', out);
-        }
-        free(copy);
-    }
-    free(line);
-    if (ferror(in) && !rc)
-        rc = TASKQ_ESYS;
-    fclose(in);
-    if (!rc && (fflush(out) != 0 || rename(tmp, path) != 0))
-        rc = TASKQ_ESYS;
-    if (rc) {
-        int e = errno;
-        if (out) {
-            fclose(out);
-            unlink(tmp);
-        }
-        errno = e;
-    } else {
-        m->joblog = out;
-    }
-    free(tmp);
-    return rc;
-}
-
-/* One row of the joblog for job j: GNU parallel's columns; the command's
- * tabs and newlines are written as \t and \n so that a row is one line. */
-static void joblog_row(map_t *m, const job_t *j)
-{
-    if (!m->joblog)
-        return;
-    bool have = j->code == 0;
-    double runtime = have ? (double)j->res.wall_ms / 1000.0 : j->ended - j->submitted;
-    double start = j->ended - runtime;
-    if (start < j->submitted)
-        start = j->submitted;
-    fprintf(m->joblog, "%zu\t:\t%.3f\t%10.3f\t0\t0\t%lld\t%lld\t", j->seq, start, runtime,
-            have ? (long long)j->res.exit : -1LL, have ? (long long)j->res.signal : 0LL);
-    for (const char *p = j->cmd; *p; p++) {
-        if (*p == '\t')
-            fputs("\\t", m->joblog);
-        else if (*p == '\n')
-            fputs("\\n", m->joblog);
-        else
-            fputc(*p, m->joblog);
-    }
-    fputc('\n', m->joblog);
-    fflush(m->joblog);
 }
 
 /* ---- the broker's workers ------------------------------------------------- */
@@ -632,13 +254,13 @@ static int submit_one(map_t *m)
     void *arg = NULL;
     size_t arg_len = 0;
     taskq_future_t *f = NULL;
-    int rc = build(m, m->inputs[m->next], seq, &argv, &argc, &cmd);
+    int rc = cli_template_build(&m->tpl, m->inputs[m->next], seq, &argv, &argc, &cmd);
     if (rc == 0)
         rc = cli_exec_arg_env(argv, (int)argc, m->env, m->envc, m->cwd, NULL, 0, &arg,
                               &arg_len);
     if (rc == 0)
         rc = taskq_submit(m->c, "exec", arg, arg_len, &m->task, &f);
-    free_words(argv, argc);
+    cli_template_argv_free(argv, argc);
     free(arg);
     if (rc) {
         cli_error(m->ctx, "cannot submit job %zu: %s", seq, taskq_strerror(rc));
@@ -732,7 +354,8 @@ static void emit(map_t *m, job_t *j)
             cli_error(m->ctx, "job %zu (%s): %s%s%s", j->seq, j->cmd, taskq_strerror(j->code),
                       why[0] ? ": " : "", why);
         }
-        joblog_row(m, j);
+        cli_joblog_row(m->joblog, j->seq, j->cmd, j->submitted, j->ended,
+                       j->code == 0 ? &j->res : NULL);
     }
     taskq_future_destroy(&j->f);
     free(j->cmd);
@@ -813,54 +436,19 @@ static void run(map_t *m)
 
 /* ---- the command ---------------------------------------------------------- */
 
-/*
- * Set up the template from the command's words: with --shell, the words
- * joined by spaces (as GNU parallel does); else one word is split by sh's
- * quoting rules, and several words are the argv as they are (the calling
- * shell split them already).  Returns 0 or CLI_EXIT_USAGE / CLI_EXIT_TASKQ.
- */
-static int set_template(map_t *m, char **words, size_t n)
+/* Set up the template from the command's words (cli_template_init()).
+ * Returns 0 or CLI_EXIT_USAGE / CLI_EXIT_TASKQ (the message is printed). */
+static int set_template(map_t *m, char **words, size_t n, bool shell)
 {
-    int rc = 0;
-    if (!m->shell && n == 1) {
-        rc = split_words(words[0], &m->words, &m->nwords);
-        if (rc == TASKQ_EINVAL)
-            return cli_usage(m->ctx, "map", "COMMAND has a quote that is not closed");
-        if (rc == 0 && m->nwords == 0)
-            return cli_usage(m->ctx, "map", "COMMAND is empty");
-    } else if (!m->shell) {
-        if ((m->words = calloc(n, sizeof *m->words)) != NULL)
-            for (m->nwords = 0; m->nwords < n; m->nwords++)
-                if (!(m->words[m->nwords] = strdup(words[m->nwords])))
-                    break;
-        rc = m->words && m->nwords == n ? 0 : TASKQ_ENOMEM;
-    } else {
-        size_t len = 0;
-        for (size_t i = 0; i < n; i++)
-            len += strlen(words[i]) + 1;
-        char *line = malloc(len + 1), *q = line;
-        if ((m->words = malloc(sizeof *m->words)) != NULL && line) {
-            for (size_t i = 0; i < n; i++) {
-                size_t l = strlen(words[i]);
-                if (i)
-                    *q++ = ' ';
-                memcpy(q, words[i], l);
-                q += l;
-            }
-            *q = '\0';
-            m->words[m->nwords++] = line;
-        } else {
-            free(line);
-            rc = TASKQ_ENOMEM;
-        }
-    }
+    int rc = cli_template_init(&m->tpl, words, n, shell);
+    if (rc == TASKQ_EINVAL)
+        return cli_usage(m->ctx, "map", "COMMAND has a quote that is not closed");
     if (rc) {
         cli_error(m->ctx, "out of memory");
         return CLI_EXIT_TASKQ;
     }
-    for (size_t i = 0; i < m->nwords; i++)
-        for (const char *p = m->words[i]; *p && !m->has_repl; p++)
-            m->has_repl = repl_at(p) >= 0;
+    if (m->tpl.nwords == 0)
+        return cli_usage(m->ctx, "map", "COMMAND is empty");
     return 0;
 }
 
@@ -868,7 +456,8 @@ static int set_template(map_t *m, char **words, size_t n)
  * CLI_EXIT_TASKQ (the message is printed). */
 static int open_joblog(map_t *m, const char *path, bool resume)
 {
-    int rc = resume ? joblog_resume(m, path) : joblog_create(m, path);
+    int rc = resume ? cli_joblog_resume(path, m->skip, m->ninputs, &m->joblog)
+                    : cli_joblog_create(path, &m->joblog);
     if (rc == 0)
         return 0;
     cli_error(m->ctx, "cannot write the joblog %s: %s", path,
@@ -914,8 +503,7 @@ static void map_free(map_t *m)
     if (m->joblog)
         fclose(m->joblog);
     taskq_client_destroy(&m->c);
-    if (m->words)
-        free_words(m->words, m->nwords);
+    cli_template_fini(&m->tpl);
     for (int i = 0; i < m->envc; i++)
         free(m->env[i]);
     free(m->env);
@@ -1025,7 +613,7 @@ int cli_map(const cli_ctx_t *ctx, int argc, char **argv)
     };
     map_t m = {.ctx = ctx, .task.queue = "default"};
     const char *joblog = NULL;
-    bool resume = false;
+    bool resume = false, shell = false;
     int bar = -1, c, rc = 0;
     uint64_t v = 0;
     int32_t ms = 0;
@@ -1041,7 +629,7 @@ int cli_map(const cli_ctx_t *ctx, int argc, char **argv)
             m.unordered = true;
             break;
         case OPT_SHELL:
-            m.shell = true;
+            shell = true;
             break;
         case OPT_JOBLOG:
             joblog = optarg;
@@ -1106,7 +694,7 @@ int cli_map(const cli_ctx_t *ctx, int argc, char **argv)
     if (rc == 0 && sep == optind)
         rc = cli_usage(ctx, "map", "no COMMAND given");
     if (rc == 0)
-        rc = set_template(&m, argv + optind, (size_t)(sep - optind));
+        rc = set_template(&m, argv + optind, (size_t)(sep - optind), shell);
     if (rc == 0 && sep < argc) {
         m.inputs = argv + sep + 1;
         m.ninputs = (size_t)(argc - sep - 1);
