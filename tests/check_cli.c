@@ -762,45 +762,22 @@ START_TEST(test_json_conversions)
 }
 END_TEST
 
-static Suite *cli_suite(void)
-{
-    Suite *s = suite_create("cli");
-    struct {
-        const char *name;
-        const TTest *test;
-        void (*setup)(void);
-        int timeout;
-    } cases[] = {
-        {"run_bytes", test_run_relays_bytes, setup_pool, 60},
-        {"run_status", test_run_exit_status, setup_pool, 60},
-        {"run_options", test_run_env_stdin_cwd, setup_pool, 60},
-        {"run_timeout", test_run_timeout, setup_pool, 60},
-        {"run_sigint", test_run_sigint_cancels, setup_pool, 60},
-        {"call_json", test_call_round_trips_json, setup_pool, 120},
-        {"call_errors", test_call_errors, setup_pool, 60},
-        {"status", test_status_counts, setup_pool, 60},
-        {"status_watch", test_status_watch, setup_pool, 60},
-        {"wait_cancel", test_wait_and_cancel_by_id, setup_pool, 90},
-        {"no_broker", test_no_broker, setup_broker, 60},
-        {"help", test_help_and_usage, setup_broker, 60},
-        {"json", test_json_conversions, NULL, 30},
-    };
-    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
-        TCase *tc = tcase_create(cases[i].name);
-        if (cases[i].setup)
-            tcase_add_checked_fixture(tc, cases[i].setup, teardown);
-        tcase_set_timeout(tc, cases[i].timeout);
-        tcase_add_test(tc, cases[i].test);
-        suite_add_tcase(s, tc);
-    }
-    return s;
-}
-
 int main(void)
 {
-    SRunner *sr = srunner_create(cli_suite());
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+    const th_case_t cases[] = {
+        {"run_bytes", test_run_relays_bytes, 60, setup_pool, teardown},
+        {"run_status", test_run_exit_status, 60, setup_pool, teardown},
+        {"run_options", test_run_env_stdin_cwd, 60, setup_pool, teardown},
+        {"run_timeout", test_run_timeout, 60, setup_pool, teardown},
+        {"run_sigint", test_run_sigint_cancels, 60, setup_pool, teardown},
+        {"call_json", test_call_round_trips_json, 120, setup_pool, teardown},
+        {"call_errors", test_call_errors, 60, setup_pool, teardown},
+        {"status", test_status_counts, 60, setup_pool, teardown},
+        {"status_watch", test_status_watch, 60, setup_pool, teardown},
+        {"wait_cancel", test_wait_and_cancel_by_id, 90, setup_pool, teardown},
+        {"no_broker", test_no_broker, 60, setup_broker, teardown},
+        {"help", test_help_and_usage, 60, setup_broker, teardown},
+        {"json", test_json_conversions, 30, NULL, NULL},
+    };
+    return th_run_suite("cli", cases, sizeof cases / sizeof cases[0]);
 }

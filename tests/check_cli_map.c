@@ -405,37 +405,16 @@ START_TEST(test_sigint_cancels)
 }
 END_TEST
 
-static Suite *cli_map_suite(void)
-{
-    Suite *s = suite_create("cli_map");
-    struct {
-        const char *name;
-        const TTest *test;
-        int timeout;
-    } cases[] = {
-        {"failures_joblog_resume", test_failures_joblog_resume, 300},
-        {"ordered", test_ordered_output, 120},
-        {"unordered", test_unordered_output, 120},
-        {"halt", test_halt_on_failures, 300},
-        {"replacements", test_replacement_strings, 60},
-        {"bar", test_progress_bar, 120},
-        {"sigint", test_sigint_cancels, 60},
-    };
-    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
-        TCase *tc = tcase_create(cases[i].name);
-        tcase_add_checked_fixture(tc, setup, teardown);
-        tcase_set_timeout(tc, cases[i].timeout);
-        tcase_add_test(tc, cases[i].test);
-        suite_add_tcase(s, tc);
-    }
-    return s;
-}
-
 int main(void)
 {
-    SRunner *sr = srunner_create(cli_map_suite());
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+    const th_case_t cases[] = {
+        {"failures_joblog_resume", test_failures_joblog_resume, 300, setup, teardown},
+        {"ordered", test_ordered_output, 120, setup, teardown},
+        {"unordered", test_unordered_output, 120, setup, teardown},
+        {"halt", test_halt_on_failures, 300, setup, teardown},
+        {"replacements", test_replacement_strings, 60, setup, teardown},
+        {"bar", test_progress_bar, 120, setup, teardown},
+        {"sigint", test_sigint_cancels, 60, setup, teardown},
+    };
+    return th_run_suite("cli_map", cases, sizeof cases / sizeof cases[0]);
 }

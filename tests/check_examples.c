@@ -172,32 +172,12 @@ START_TEST(test_bad_arguments_refused)
 }
 END_TEST
 
-static Suite *examples_suite(void)
-{
-    Suite *s = suite_create("examples");
-    struct {
-        const char *name;
-        const TTest *test;
-    } cases[] = {
-        {"pi_within_4_se", test_estimate_within_four_standard_errors},
-        {"same_seeds", test_same_seeds_same_estimate},
-        {"bad_arguments", test_bad_arguments_refused},
-    };
-    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
-        TCase *tc = tcase_create(cases[i].name);
-        tcase_add_checked_fixture(tc, setup, teardown);
-        tcase_set_timeout(tc, 120);
-        tcase_add_test(tc, cases[i].test);
-        suite_add_tcase(s, tc);
-    }
-    return s;
-}
-
 int main(void)
 {
-    SRunner *sr = srunner_create(examples_suite());
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+    const th_case_t cases[] = {
+        {"pi_within_4_se", test_estimate_within_four_standard_errors, 120, setup, teardown},
+        {"same_seeds", test_same_seeds_same_estimate, 120, setup, teardown},
+        {"bad_arguments", test_bad_arguments_refused, 120, setup, teardown},
+    };
+    return th_run_suite("examples", cases, sizeof cases / sizeof cases[0]);
 }

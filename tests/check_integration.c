@@ -590,43 +590,22 @@ START_TEST(test_garbage_then_normal_client)
 }
 END_TEST
 
-static Suite *integration_suite(void)
-{
-    Suite *s = suite_create("integration");
-    struct {
-        const char *name;
-        const TTest *test;
-        int timeout;
-    } cases[] = {
-        {"map", test_ten_thousand_over_three_workers, 120},
-        {"worker_death", test_sigkill_worker_holding_tasks, 60},
-        {"worker_stop", test_stopped_worker_returns_unstarted_tasks, 60},
-        {"wait_timeout", test_wait_timeout_then_result, 30},
-        {"handler_error", test_handler_error_text, 30},
-        {"retry", test_retry_outcome, 30},
-        {"run_limit", test_run_limit_retried_then_timed_out, 30},
-        {"cancel", test_cancel_queued_and_running, 30},
-        {"broker_restart", test_broker_restart_client_resolves, 60},
-        {"queue_full", test_queue_full_refused, 30},
-        {"seeds_stats", test_seeds_distinct_and_stats, 30},
-        {"sigterm", test_sigterm_stops_broker_and_workers, 30},
-        {"garbage", test_garbage_then_normal_client, 60},
-    };
-    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
-        TCase *tc = tcase_create(cases[i].name);
-        tcase_add_checked_fixture(tc, broker_setup, broker_teardown);
-        tcase_set_timeout(tc, cases[i].timeout);
-        tcase_add_test(tc, cases[i].test);
-        suite_add_tcase(s, tc);
-    }
-    return s;
-}
-
 int main(void)
 {
-    SRunner *sr = srunner_create(integration_suite());
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+    const th_case_t cases[] = {
+        {"map", test_ten_thousand_over_three_workers, 120, broker_setup, broker_teardown},
+        {"worker_death", test_sigkill_worker_holding_tasks, 60, broker_setup, broker_teardown},
+        {"worker_stop", test_stopped_worker_returns_unstarted_tasks, 60, broker_setup, broker_teardown},
+        {"wait_timeout", test_wait_timeout_then_result, 30, broker_setup, broker_teardown},
+        {"handler_error", test_handler_error_text, 30, broker_setup, broker_teardown},
+        {"retry", test_retry_outcome, 30, broker_setup, broker_teardown},
+        {"run_limit", test_run_limit_retried_then_timed_out, 30, broker_setup, broker_teardown},
+        {"cancel", test_cancel_queued_and_running, 30, broker_setup, broker_teardown},
+        {"broker_restart", test_broker_restart_client_resolves, 60, broker_setup, broker_teardown},
+        {"queue_full", test_queue_full_refused, 30, broker_setup, broker_teardown},
+        {"seeds_stats", test_seeds_distinct_and_stats, 30, broker_setup, broker_teardown},
+        {"sigterm", test_sigterm_stops_broker_and_workers, 30, broker_setup, broker_teardown},
+        {"garbage", test_garbage_then_normal_client, 60, broker_setup, broker_teardown},
+    };
+    return th_run_suite("integration", cases, sizeof cases / sizeof cases[0]);
 }

@@ -736,43 +736,22 @@ START_TEST(test_supervisor_killed)
 }
 END_TEST
 
-static Suite *pool_suite(void)
-{
-    Suite *s = suite_create("pool");
-    struct {
-        const char *name;
-        const TTest *test;
-        int timeout;
-    } cases[] = {
-        {"crash", test_crash_costs_one_task, 120},
-        {"backoff", test_backoff_on_repeated_deaths, 60},
-        {"broken_executor", test_broken_executor, 60},
-        {"run_limit", test_run_limit_kills_process, 60},
-        {"sigterm", test_sigterm_finishes_running, 90},
-        {"recycle", test_max_tasks_per_proc, 60},
-        {"exec", test_exec_needs_flag, 60},
-        {"plugin_errors", test_plugin_errors, 60},
-        {"mem_limit", test_mem_limit, 60},
-        {"grace", test_grace_over, 60},
-        {"second_sigint", test_second_sigint_stops_at_once, 60},
-        {"broker_restart", test_broker_restart, 90},
-        {"supervisor_killed", test_supervisor_killed, 60},
-    };
-    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
-        TCase *tc = tcase_create(cases[i].name);
-        tcase_add_checked_fixture(tc, setup, teardown);
-        tcase_set_timeout(tc, cases[i].timeout);
-        tcase_add_test(tc, cases[i].test);
-        suite_add_tcase(s, tc);
-    }
-    return s;
-}
-
 int main(void)
 {
-    SRunner *sr = srunner_create(pool_suite());
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+    const th_case_t cases[] = {
+        {"crash", test_crash_costs_one_task, 120, setup, teardown},
+        {"backoff", test_backoff_on_repeated_deaths, 60, setup, teardown},
+        {"broken_executor", test_broken_executor, 60, setup, teardown},
+        {"run_limit", test_run_limit_kills_process, 60, setup, teardown},
+        {"sigterm", test_sigterm_finishes_running, 90, setup, teardown},
+        {"recycle", test_max_tasks_per_proc, 60, setup, teardown},
+        {"exec", test_exec_needs_flag, 60, setup, teardown},
+        {"plugin_errors", test_plugin_errors, 60, setup, teardown},
+        {"mem_limit", test_mem_limit, 60, setup, teardown},
+        {"grace", test_grace_over, 60, setup, teardown},
+        {"second_sigint", test_second_sigint_stops_at_once, 60, setup, teardown},
+        {"broker_restart", test_broker_restart, 90, setup, teardown},
+        {"supervisor_killed", test_supervisor_killed, 60, setup, teardown},
+    };
+    return th_run_suite("pool", cases, sizeof cases / sizeof cases[0]);
 }

@@ -24,6 +24,24 @@ static pid_t children[MAX_CHILDREN];
 static char log_paths[MAX_CHILDREN][300];
 static bool atexit_set;
 
+int th_run_suite(const char *name, const th_case_t *cases, size_t n)
+{
+    Suite *s = suite_create(name);
+    for (size_t i = 0; i < n; i++) {
+        TCase *tc = tcase_create(cases[i].name);
+        if (cases[i].setup || cases[i].teardown)
+            tcase_add_checked_fixture(tc, cases[i].setup, cases[i].teardown);
+        tcase_set_timeout(tc, cases[i].timeout_s);
+        tcase_add_test(tc, cases[i].test);
+        suite_add_tcase(s, tc);
+    }
+    SRunner *sr = srunner_create(s);
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+}
+
 int64_t th_now_ms(void)
 {
     struct timespec ts;

@@ -12,6 +12,8 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+#include <check.h>
+
 #include "taskq.h"
 
 /* A broker started by the harness. */
@@ -69,6 +71,20 @@ int th_wait_workers(taskq_client_t *c, unsigned n, int32_t timeout_ms);
 /* Read an unsigned counter from the broker's STATS map ("running", ...).
  * Returns 0 and fills *ret, or -1. */
 int th_stat(taskq_client_t *c, const char *key, uint64_t *ret);
+
+/* One TCase of a suite: a single test with its timeout and its checked
+ * fixture (setup and teardown may be NULL). */
+typedef struct th_case {
+    const char *name;
+    const TTest *test;
+    int timeout_s;
+    void (*setup)(void);
+    void (*teardown)(void);
+} th_case_t;
+
+/* Build suite name from the n cases, run it (Check's default fork mode)
+ * and return EXIT_SUCCESS if every test passed, else EXIT_FAILURE. */
+int th_run_suite(const char *name, const th_case_t *cases, size_t n);
 
 /* Monotonic milliseconds. */
 int64_t th_now_ms(void);
