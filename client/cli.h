@@ -136,6 +136,33 @@ void cli_check_served(const cli_ctx_t *ctx, taskq_client_t *c, const char *funct
 void cli_report(const cli_ctx_t *ctx, const taskq_future_t *f, int rc);
 
 /*
+ * The job ids argv[optind..argc-1] (after getopt) into a new array *ret of
+ * *ret_n ids (caller frees).  None, or one that is not a job id: prints
+ * as cli_usage() does for command cmd and returns CLI_EXIT_USAGE; out of
+ * memory: CLI_EXIT_TASKQ.  (cli_call.c)
+ */
+int cli_parse_ids(const cli_ctx_t *ctx, const char *cmd, int argc, char **argv,
+                  uint64_t **ret, size_t *ret_n);
+
+/* "done", "failed", "lost", "runlimit", ...: a state as `taskq wait` and
+ * `taskq failed` print it. */
+const char *cli_state_name(taskq_state_t st);
+
+/*
+ * `taskq wait` for futures of one client: wait for fs[0..n-1] (futures of
+ * the jobs ids[0..n-1]; NULL entries are skipped) up to timeout_ms
+ * (TASKQ_TIMEOUT_INFINITE: no limit) in slices, printing each outcome as
+ * one line of JSON as it comes and destroying its future; the ones still
+ * pending at the end print as "pending".  Call cli_sigint_catch() first:
+ * Ctrl-C stops the wait (the jobs go on).  Returns the exit status of
+ * `taskq wait`: 0 (every job done), CLI_EXIT_FAILED, CLI_EXIT_TIMEOUT,
+ * CLI_EXIT_TASKQ (the broker went away) or CLI_EXIT_INTERRUPTED.
+ * (cli_call.c)
+ */
+int cli_wait_outcomes(const cli_ctx_t *ctx, taskq_future_t **fs, const uint64_t *ids, size_t n,
+                      int32_t timeout_ms);
+
+/*
  * The built-in `exec` function's argument and result (cli_exec.c).
  *
  * cli_exec_arg: encode {argv, cwd, stdin} (cwd NULL: not sent; stdin NULL:
@@ -189,5 +216,7 @@ int cli_wait(const cli_ctx_t *ctx, int argc, char **argv);
 int cli_cancel(const cli_ctx_t *ctx, int argc, char **argv);
 int cli_status(const cli_ctx_t *ctx, int argc, char **argv);
 int cli_ping(const cli_ctx_t *ctx, int argc, char **argv);
+int cli_failed(const cli_ctx_t *ctx, int argc, char **argv);
+int cli_retry(const cli_ctx_t *ctx, int argc, char **argv);
 
 #endif /* TASKQ_CLI_H */

@@ -1,7 +1,7 @@
 /*
  * cli_call.c - `taskq call` (a registered function with a JSON argument),
  * `taskq wait` and `taskq cancel` (jobs by id, from any process), and the
- * JSON line each prints per outcome.
+ * JSON line each prints per outcome (also for `taskq retry --wait`).
  */
 #include <getopt.h>
 #include <stdio.h>
@@ -95,21 +95,9 @@ static const char *const state_names[] = {
     [TASKQ_STATE_CLOSED] = "closed",
 };
 
-/* A JSON string of text; bytes that are not UTF-8 become '?'. */
-static json_t *text_json(const char *text)
+const char *cli_state_name(taskq_state_t st)
 {
-    json_t *s = json_string(text);
-    if (s)
-        return s;
-    char *ascii = strdup(text);
-    if (!ascii)
-        return NULL;
-    for (char *p = ascii; *p; p++)
-        if ((unsigned char)*p >= 0x80)
-            *p = '?';
-    s = json_string(ascii);
-    free(ascii);
-    return s;
+    return (unsigned)st < sizeof state_names / sizeof state_names[0] ? state_names[st] : "?";
 }
 
 /* Print the outcome line of f (job: its id) to stdout.  Returns 0, or
@@ -119,7 +107,7 @@ static int print_outcome(const cli_ctx_t *ctx, uint64_t job, const taskq_future_
     taskq_state_t st = taskq_future_state(f);
     json_t *line = json_object();
     int bad = !line || json_object_set_new(line, "job", json_integer((json_int_t)job)) ||
-              json_object_set_new(line, "state", json_string(state_names[st]));
+              json_object_set_new(line, "state", json_string(cli_state_name(st)));
     if (!bad && st != TASKQ_STATE_PENDING)
         bad = json_object_set_new(line, "attempts", json_integer(taskq_future_attempts(f)));
     if (!bad && st == TASKQ_STATE_DONE) {
@@ -128,7 +116,7 @@ static int print_outcome(const cli_ctx_t *ctx, uint64_t job, const taskq_future_
         json_t *v = NULL;
         bad = cli_msgpack_to_json(r, len, &v) || json_object_set_new(line, "result", v);
     } else if (!bad && st != TASKQ_STATE_PENDING && taskq_future_error(f)[0]) {
-        bad = json_object_set_new(line, "error", text_json(taskq_future_error(f)));
+        bad = json_object_set_new(line, "error", cli_json_text(taskq_future_error(f)));
     }
     if (!bad)
         bad = cli_json_print(stdout, line);
@@ -290,9 +278,8 @@ int cli_call(const cli_ctx_t *ctx, int argc, char **argv)
 
 /* ---- wait and cancel ---------------------------------------------------- */
 
-/* The job ids argv[optind..argc-1] into a new array (cmd: for messages). */
-static int parse_ids(const cli_ctx_t *ctx, const char *cmd, int argc, char **argv,
-                     uint64_t **ret, size_t *ret_n)
+int cli_parse_ids(const cli_ctx_t *ctx, const char *cmd, int argc, char **argv,
+                  uint64_t **ret, size_t *ret_n)
 {
     if (optind >= argc)
         return cli_usage(ctx, cmd, "which jobs? (taskq %s JOBID...)", cmd);
@@ -342,47 +329,17 @@ static void detach_all(taskq_client_t **client, taskq_future_t **fs, size_t n, u
     taskq_client_destroy(client);
 }
 
-int cli_wait(const cli_ctx_t *ctx, int argc, char **argv)
+int cli_wait_outcomes(const cli_ctx_t *ctx, taskq_future_t **fs, const uint64_t *ids, size_t n,
+                      int32_t timeout_ms)
 {
-    static const struct option opts[] = {
-        {"timeout", required_argument, NULL, 't'},
-        {"help", no_argument, NULL, 'h'},
-        {0},
-    };
-    int32_t timeout_ms = TASKQ_TIMEOUT_INFINITE;
-    int c;
-    opterr = 0;
-    while ((c = getopt_long(argc, argv, ":t:h", opts, NULL)) != -1) {
-        switch (c) {
-        case 't':
-            if (cli_parse_seconds(optarg, &timeout_ms) != 0)
-                return cli_usage(ctx, "wait", "--timeout wants seconds, not \"%s\"", optarg);
-            break;
-        case 'h':
-            fputs(wait_usage, stdout);
-            return CLI_EXIT_OK;
-        default:
-            return cli_bad_option(ctx, argv, c);
-        }
-    }
-    uint64_t *ids;
-    size_t n;
-    int rc = parse_ids(ctx, "wait", argc, argv, &ids, &n);
-    if (rc)
-        return rc;
-    taskq_client_t *client = NULL;
-    taskq_future_t **fs = NULL;
-    rc = attach_all(ctx, ids, n, &client, &fs);
-    if (rc) {
-        detach_all(&client, fs, n, ids);
-        return rc;
-    }
-    cli_sigint_catch();
-
     /* Print outcomes as they come; handled futures leave the array. */
     bool failed = false, closed = false;
     int64_t left = timeout_ms;
-    for (size_t open = n; open > 0 && rc == 0;) {
+    size_t open = 0;
+    int rc = 0;
+    for (size_t i = 0; i < n; i++)
+        open += fs[i] != NULL;
+    while (open > 0 && rc == 0) {
         size_t i;
         int32_t slice = left >= 0 && left < CLI_SLICE_MS ? (int32_t)left : CLI_SLICE_MS;
         int w = taskq_wait_any(fs, n, slice, &i);
@@ -411,6 +368,46 @@ int cli_wait(const cli_ctx_t *ctx, int argc, char **argv)
         cli_error(ctx, "lost the broker at %s", ctx->broker);
     if (rc == 0)
         rc = closed ? CLI_EXIT_TASKQ : pending ? CLI_EXIT_TIMEOUT : failed ? CLI_EXIT_FAILED : 0;
+    return rc;
+}
+
+int cli_wait(const cli_ctx_t *ctx, int argc, char **argv)
+{
+    static const struct option opts[] = {
+        {"timeout", required_argument, NULL, 't'},
+        {"help", no_argument, NULL, 'h'},
+        {0},
+    };
+    int32_t timeout_ms = TASKQ_TIMEOUT_INFINITE;
+    int c;
+    opterr = 0;
+    while ((c = getopt_long(argc, argv, ":t:h", opts, NULL)) != -1) {
+        switch (c) {
+        case 't':
+            if (cli_parse_seconds(optarg, &timeout_ms) != 0)
+                return cli_usage(ctx, "wait", "--timeout wants seconds, not \"%s\"", optarg);
+            break;
+        case 'h':
+            fputs(wait_usage, stdout);
+            return CLI_EXIT_OK;
+        default:
+            return cli_bad_option(ctx, argv, c);
+        }
+    }
+    uint64_t *ids;
+    size_t n;
+    int rc = cli_parse_ids(ctx, "wait", argc, argv, &ids, &n);
+    if (rc)
+        return rc;
+    taskq_client_t *client = NULL;
+    taskq_future_t **fs = NULL;
+    rc = attach_all(ctx, ids, n, &client, &fs);
+    if (rc) {
+        detach_all(&client, fs, n, ids);
+        return rc;
+    }
+    cli_sigint_catch();
+    rc = cli_wait_outcomes(ctx, fs, ids, n, timeout_ms);
     detach_all(&client, fs, n, ids);
     return rc;
 }
@@ -431,7 +428,7 @@ int cli_cancel(const cli_ctx_t *ctx, int argc, char **argv)
     }
     uint64_t *ids;
     size_t n;
-    int rc = parse_ids(ctx, "cancel", argc, argv, &ids, &n);
+    int rc = cli_parse_ids(ctx, "cancel", argc, argv, &ids, &n);
     if (rc)
         return rc;
     taskq_client_t *client = NULL;

@@ -489,3 +489,19 @@ int cli_json_print(FILE *out, const json_t *v)
         return TASKQ_ESYS;
     return 0;
 }
+
+json_t *cli_json_text(const char *text)
+{
+    json_t *s = json_string(text);
+    if (s)
+        return s;
+    char *ascii = strdup(text);
+    if (!ascii)
+        return NULL;
+    for (char *p = ascii; *p; p++)
+        if ((unsigned char)*p >= 0x80)
+            *p = '?';
+    s = json_string(ascii);
+    free(ascii);
+    return s;
+}

@@ -59,4 +59,8 @@ int cli_msgpack_to_json(const void *buf, size_t len, json_t **ret);
  */
 int cli_json_print(FILE *out, const json_t *v);
 
+/* A new JSON string of text (error texts, names), in which bytes that are
+ * not UTF-8 become '?'; NULL if out of memory. */
+json_t *cli_json_text(const char *text);
+
 #endif /* TASKQ_CLI_JSON_H */

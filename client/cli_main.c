@@ -33,6 +33,8 @@ static const char usage_text[] =
     "  call    call a registered function with a JSON argument; print the result\n"
     "  wait    wait for jobs by id and print their outcomes\n"
     "  cancel  cancel jobs by id\n"
+    "  failed  the failed jobs the broker keeps, with the history of their attempts\n"
+    "  retry   queue failed jobs again by id\n"
     "  status  queues and workers of the broker, once or refreshed (--watch)\n"
     "  ping    the broker's version and the round-trip time\n"
     "\n"
@@ -46,7 +48,7 @@ static const char usage_text[] =
     "\n"
     "Exit status:\n"
     "  0    success\n"
-    "  1    the task failed or was cancelled (call, wait, cancel)\n"
+    "  1    the task failed or was cancelled (call, wait, cancel, retry)\n"
     "  2    bad command line\n"
     "  124  --timeout ran out\n"
     "  125  no broker answered, the broker refused, or another taskq error\n"
@@ -60,8 +62,9 @@ static const struct {
     const char *name;
     int (*fn)(const cli_ctx_t *, int, char **);
 } commands[] = {
-    {"run", cli_run},       {"map", cli_map},       {"call", cli_call}, {"wait", cli_wait},
-    {"cancel", cli_cancel}, {"status", cli_status}, {"ping", cli_ping},
+    {"run", cli_run},       {"map", cli_map},       {"call", cli_call},   {"wait", cli_wait},
+    {"cancel", cli_cancel}, {"failed", cli_failed}, {"retry", cli_retry}, {"status", cli_status},
+    {"ping", cli_ping},
 };
 
 void cli_error(const cli_ctx_t *ctx, const char *fmt, ...)
@@ -364,7 +367,7 @@ int main(int argc, char **argv)
         }
     }
     cli_error(&ctx, "unknown command \"%s\"; the commands are run, map, call, wait, cancel, "
-                    "status and ping (taskq --help)",
+                    "failed, retry, status and ping (taskq --help)",
               name);
     return CLI_EXIT_USAGE;
 }

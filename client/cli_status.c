@@ -94,6 +94,9 @@ typedef struct sample {
     int64_t at_ms; /* monotonic time it was taken */
     span_t version;
     uint64_t uptime_ms, store_id, clients;
+    span_t store;                           /* the store's name (empty: not said) */
+    uint64_t store_bytes, storage_errors;   /* its size on disk, failed commits */
+    bool store_ok;                          /* its commits succeed */
     uint64_t c[N_C];
     queue_row_t *q;
     size_t nq;
@@ -212,6 +215,11 @@ static int sample_take(taskq_client_t *c, int32_t timeout_ms, sample_t *s)
     s->uptime_ms = get_uint(m, "uptime_ms");
     s->store_id = get_uint(m, "store_id");
     s->clients = get_uint(m, "clients");
+    s->store = get_str(m, "store");
+    s->store_bytes = get_uint(m, "store_bytes");
+    s->storage_errors = get_uint(m, "storage_errors");
+    const msgpack_object *ok = get(m, "store_ok", MSGPACK_OBJECT_BOOLEAN);
+    s->store_ok = !ok || ok->via.boolean;
     for (int i = 0; i < N_C; i++)
         s->c[i] = get_uint(m, counter_names[i]);
 
@@ -428,10 +436,17 @@ static void render(text_t *t, const cli_ctx_t *ctx, const sample_t *s, const sam
     put(t, "tasks: %llu queued, %llu running, %llu done%s\n",
         (unsigned long long)s->c[C_QUEUED], (unsigned long long)s->c[C_RUNNING],
         (unsigned long long)s->c[C_DONE], r);
-    put(t, "       %llu failed, %llu retried, %llu cancelled, %llu lost, %llu timed out\n\n",
+    put(t, "       %llu failed, %llu retried, %llu cancelled, %llu lost, %llu timed out\n",
         (unsigned long long)s->c[C_FAILED], (unsigned long long)s->c[C_RETRIED],
         (unsigned long long)s->c[C_CANCELLED], (unsigned long long)s->c[C_LOST],
         (unsigned long long)s->c[C_TIMEDOUT]);
+    if (s->store.n)
+        put(t, "store: %.*s, %.1f MiB on disk, %s%s\n\n", (int)s->store.n, s->store.p,
+            (double)s->store_bytes / 1048576.0,
+            s->store_ok ? "ok" : "FAILING: new tasks are refused",
+            s->storage_errors ? " (commits have failed since start)" : "");
+    else
+        put(t, "\n");
 
     table_t tb;
     if (s->nq == 0) {
@@ -533,6 +548,10 @@ static json_t *doc_json(const cli_ctx_t *ctx, const sample_t *s, const sample_t 
                                                 ? json_integer(s->at_ms - prev->at_ms)
                                                 : json_null());
     json_object_set_new(doc, "clients", json_integer((json_int_t)s->clients));
+    json_object_set_new(doc, "store",
+                        json_pack("{s:o, s:I, s:b, s:I}", "name", str_json(s->store), "bytes",
+                                  (json_int_t)s->store_bytes, "ok", s->store_ok, "errors",
+                                  (json_int_t)s->storage_errors));
     json_object_set_new(doc, "tasks",
                         counters_json(NULL, s->c, N_C,
                                       rate(s, prev, s->c, prev ? prev->c : NULL)));

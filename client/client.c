@@ -1,7 +1,8 @@
 /*
  * client.c - the client object and its connection: handshake, heartbeats,
  * reconnects, the pump that does all I/O inside the caller's waits, the
- * handling of every message the broker sends a client, ping and stats.
+ * handling of every message the broker sends a client, requests with a
+ * reply (ping, stats, and admin.c's failed and retry).
  */
 #include <errno.h>
 #include <poll.h>
@@ -191,11 +192,15 @@ static void on_error(taskq_client_t *c, const taskq_error_t *e, int64_t now)
         return;
     }
     taskq__batch_t *b = e->ref ? batch_find(c, e->ref) : NULL;
+    /* A broker older than a request's message type refuses it without
+     * reading its req_id. */
+    bool req = c->req_id && !c->req_done &&
+               (e->ref == c->req_id || (!e->ref && e->code == TASKQ_PERR_UNKNOWN_TYPE));
     if (b) {
         taskq__batch_refuse(c, b, code, e->text);
-    } else if (e->ref && e->ref == c->stats_req && !c->stats_done) {
-        c->stats_done = true;
-        c->stats_rc = code;
+    } else if (req) {
+        c->req_done = true;
+        c->req_rc = code;
     } else if (c->conn == TASKQ__CONN_HELLO) {
         /* The broker refused the handshake: what waits cannot succeed. */
         char text[128];
@@ -206,11 +211,46 @@ static void on_error(taskq_client_t *c, const taskq_error_t *e, int64_t now)
     }
 }
 
+/* The reply of the request in progress, if it is one (a copy of data). */
+static void on_reply(taskq_client_t *c, uint8_t type, uint64_t req_id, const void *data,
+                     size_t len)
+{
+    if (!c->req_id || req_id != c->req_id || c->req_done || type != c->req->reply)
+        return;
+    c->req_done = true;
+    c->req_rc = 0;
+    if (type == TASKQ_MSG_ACCEPTED)
+        return;
+    c->reply = malloc(len ? len : 1);
+    if (!c->reply) {
+        c->req_rc = TASKQ_ENOMEM;
+        return;
+    }
+    memcpy(c->reply, data, len);
+    c->reply_len = len;
+}
+
+/* ACCEPTED of the RETRY in progress: [req_id, job_id, 1]. */
+static void on_retry_accepted(taskq_client_t *c, uint64_t req_id, uint64_t first_job,
+                              uint32_t count)
+{
+    on_reply(c, TASKQ_MSG_ACCEPTED, req_id, NULL, 0);
+    taskq_future_t *f = c->req->future;
+    if (count != 1 || first_job != f->job_id)
+        c->req_rc = TASKQ_EPROTO;
+    else if (f->state == TASKQ_STATE_PENDING)
+        taskq__future_expect(c, f);
+}
+
 static void on_accepted(taskq_client_t *c, uint64_t req_id, uint64_t first_job, uint32_t count)
 {
     taskq__batch_t *b = batch_find(c, req_id);
-    if (!b)
+    if (!b) {
+        if (c->req_id && req_id == c->req_id && !c->req_done &&
+            c->req->reply == TASKQ_MSG_ACCEPTED)
+            on_retry_accepted(c, req_id, first_job, count);
         return;
+    }
     if (count != b->count)
         taskq__batch_refuse(c, b, TASKQ_EPROTO,
                             taskq_span_cstr("the broker accepted a different number of tasks"));
@@ -254,21 +294,6 @@ static void on_result(taskq_client_t *c, taskq_iter_t it)
     taskq__send_jobs(c, TASKQ_MSG_ACK, c->ids, n);
 }
 
-static void on_stats_reply(taskq_client_t *c, uint64_t req_id, taskq_span_t map)
-{
-    if (req_id != c->stats_req || c->stats_done)
-        return;
-    c->stats_done = true;
-    c->stats_map = malloc(map.len ? map.len : 1);
-    if (!c->stats_map) {
-        c->stats_rc = TASKQ_ENOMEM;
-        return;
-    }
-    memcpy(c->stats_map, map.ptr, map.len);
-    c->stats_len = map.len;
-    c->stats_rc = 0;
-}
-
 static void on_message(taskq_client_t *c, const void *data, size_t len, int64_t now)
 {
     taskq_msg_t m;
@@ -295,7 +320,11 @@ static void on_message(taskq_client_t *c, const void *data, size_t len, int64_t 
         on_result(c, m.u.results);
         break;
     case TASKQ_MSG_STATS_REPLY:
-        on_stats_reply(c, m.u.stats_reply.req_id, m.u.stats_reply.map);
+        on_reply(c, m.type, m.u.stats_reply.req_id, m.u.stats_reply.map.ptr,
+                 m.u.stats_reply.map.len);
+        break;
+    case TASKQ_MSG_FAILED_REPLY:
+        on_reply(c, m.type, m.u.failed_reply.req_id, data, len);
         break;
     default:
         break;
@@ -495,7 +524,7 @@ void taskq_client_destroy(taskq_client_t **cp)
     taskq__jobs_fini(&c->jobs);
     taskq_buf_fini(&c->items);
     taskq_buf_fini(&c->out);
-    free(c->stats_map);
+    free(c->reply);
     free(c->ids);
     free(c->broker_version);
     free(c->endpoint);
@@ -508,7 +537,7 @@ int taskq_client_flush(taskq_client_t *c)
     return c ? taskq__flush(c) : TASKQ_EINVAL;
 }
 
-/* ---- Ping and stats ---------------------------------------------------- */
+/* ---- Requests: ping and stats ------------------------------------------ */
 
 /* A request's wait ends when its answer came, or when the connection it
  * was sent on is no more. */
@@ -524,7 +553,7 @@ static bool request_over(const taskq_client_t *c, const request_t *r)
 
 static bool request_answered(const taskq_client_t *c)
 {
-    return c->stats_req ? c->stats_done : c->pong;
+    return c->req->encode ? c->req_done : c->pong;
 }
 
 static bool request_ready(const taskq_client_t *c, const void *arg)
@@ -537,32 +566,41 @@ static bool request_ready(const taskq_client_t *c, const void *arg)
     return c->conn != TASKQ__CONN_READY || request_answered(c);
 }
 
-/* Run a ping (stats false) or stats request until its answer, sending it
- * again on every new connection.  Returns 0 when answered. */
-static int request(taskq_client_t *c, int32_t timeout_ms, bool stats, int64_t *ret_sent_us)
+/* Send req on the connection that is ready. */
+static int request_send(taskq_client_t *c, const taskq__req_t *req)
+{
+    c->req_sends++;
+    if (!req->encode) {
+        c->pong = false;
+        int rc = send_simple(c, TASKQ_MSG_HEARTBEAT);
+        c->hb_sent_at = taskq__now_ms();
+        return rc;
+    }
+    c->req_id = ++c->next_req;
+    c->req_done = false;
+    taskq_buf_reset(&c->out);
+    return req->encode(&c->out, c->req_id, req->arg) ? TASKQ_ENOMEM : send_out(c);
+}
+
+int taskq__request(taskq_client_t *c, int32_t timeout_ms, const taskq__req_t *req,
+                   int64_t *ret_sent_us)
 {
     if (c->fatal)
         return c->fatal;
     int64_t deadline = timeout_ms < 0 ? -1 : taskq__now_ms() + timeout_ms;
     request_t r = {c->closed_gen, false};
     int rc;
+    c->req = req;
+    c->req_sends = 0;
     c->n_waiting++;
     for (;;) {
         r.sent = false;
         rc = taskq__pump(c, taskq__remaining(deadline), request_ready, &r);
         if (rc || request_over(c, &r))
             break;
-        taskq_buf_reset(&c->out);
-        if (stats) {
-            c->stats_req = ++c->next_req;
-            c->stats_done = false;
-            rc = taskq_enc_stats(&c->out, c->stats_req) ? TASKQ_ENOMEM : send_out(c);
-        } else {
-            c->pong = false;
-            rc = send_simple(c, TASKQ_MSG_HEARTBEAT);
-            c->hb_sent_at = taskq__now_ms();
-        }
-        *ret_sent_us = taskq__now_us();
+        rc = request_send(c, req);
+        if (ret_sent_us)
+            *ret_sent_us = taskq__now_us();
         r.sent = true;
         if (!rc)
             rc = taskq__pump(c, taskq__remaining(deadline), request_ready, &r);
@@ -570,10 +608,22 @@ static int request(taskq_client_t *c, int32_t timeout_ms, bool stats, int64_t *r
             break;
     }
     c->n_waiting--;
-    c->stats_req = 0;
     if (!rc && request_over(c, &r))
         rc = c->fatal ? c->fatal : TASKQ_ECLOSED;
+    if (!rc && req->encode)
+        rc = c->req_rc;
+    if (rc) {
+        free(c->reply);
+        c->reply = NULL;
+    }
+    c->req = NULL;
+    c->req_id = 0;
     return rc;
+}
+
+static int encode_stats(taskq_buf_t *b, uint64_t req_id, const void *arg)
+{
+    return taskq_enc_stats(b, req_id);
 }
 
 int taskq_client_ping(taskq_client_t *c, int32_t timeout_ms, uint32_t *ret_rtt_us,
@@ -581,8 +631,9 @@ int taskq_client_ping(taskq_client_t *c, int32_t timeout_ms, uint32_t *ret_rtt_u
 {
     if (!c)
         return TASKQ_EINVAL;
+    static const taskq__req_t ping = {0};
     int64_t sent_us;
-    int rc = request(c, timeout_ms, false, &sent_us);
+    int rc = taskq__request(c, timeout_ms, &ping, &sent_us);
     if (rc)
         return rc;
     if (ret_rtt_us) {
@@ -598,16 +649,12 @@ int taskq_client_stats(taskq_client_t *c, int32_t timeout_ms, void **ret_map, si
 {
     if (!c || !ret_map || !ret_len)
         return TASKQ_EINVAL;
-    int64_t sent_us;
-    int rc = request(c, timeout_ms, true, &sent_us);
-    if (!rc)
-        rc = c->stats_rc;
+    static const taskq__req_t stats = {.encode = encode_stats, .reply = TASKQ_MSG_STATS_REPLY};
+    int rc = taskq__request(c, timeout_ms, &stats, NULL);
     if (!rc) {
-        *ret_map = c->stats_map;
-        *ret_len = c->stats_len;
-        c->stats_map = NULL;
+        *ret_map = c->reply;
+        *ret_len = c->reply_len;
+        c->reply = NULL;
     }
-    free(c->stats_map);
-    c->stats_map = NULL;
     return rc;
 }

@@ -1,7 +1,8 @@
 /*
  * client_impl.h - the inside of a taskq client: the client and future
- * structures, SUBMIT batches, the job table (job id -> future), and the
- * functions client.c, future.c, jobs.c and map.c share.
+ * structures, SUBMIT batches, the job table (job id -> future), requests
+ * with a reply, and the functions client.c, future.c, jobs.c, map.c and
+ * admin.c share.
  */
 #ifndef TASKQ_CLIENT_IMPL_H
 #define TASKQ_CLIENT_IMPL_H
@@ -81,6 +82,22 @@ struct taskq_future {
     uint8_t small[24];             /* inline storage for short results and texts */
 };
 
+/*
+ * A request that waits for one reply: a ping (encode NULL: a HEARTBEAT,
+ * answered by any HEARTBEAT), or a message with a req_id (STATS, FAILED,
+ * RETRY) answered by a message of type reply with that req_id, or by an
+ * ERROR with ref req_id.
+ */
+typedef struct taskq__req {
+    /* Append the request with req_id to b; non-zero on failure (ENOMEM). */
+    int (*encode)(taskq_buf_t *b, uint64_t req_id, const void *arg);
+    const void *arg;        /* for encode */
+    uint8_t reply;          /* TASKQ_MSG_STATS_REPLY, _FAILED_REPLY or _ACCEPTED */
+    taskq_future_t *future; /* ACCEPTED of a RETRY: a pending future of its job,
+                               put in the job table when ACCEPTED comes, so
+                               that a RESULT right behind it finds it */
+} taskq__req_t;
+
 /* Connection states: no socket (waiting to reconnect), HELLO sent, ready. */
 typedef enum taskq__conn {
     TASKQ__CONN_CLOSED,
@@ -132,13 +149,16 @@ struct taskq_client {
     size_t n_waiting;              /* ping/stats calls in progress */
     size_t map_resolved;           /* mapped futures resolved so far */
 
-    /* Requests. */
+    /* The request in progress (one at a time). */
     bool pong;                     /* a HEARTBEAT arrived (ping) */
-    uint64_t stats_req;            /* req_id of the STATS in progress, or 0 */
-    int stats_rc;                  /* its outcome once stats_done */
-    bool stats_done;
-    uint8_t *stats_map;            /* the reply's map (malloc) */
-    size_t stats_len;
+    const taskq__req_t *req;       /* NULL when none is in progress */
+    uint64_t req_id;               /* its req_id as last sent, or 0 */
+    uint32_t req_sends;            /* how many times the last request was sent */
+    bool req_done;                 /* its answer came */
+    int req_rc;                    /* the answer: 0 or a TASKQ_E* code */
+    uint8_t *reply;                /* STATS: the map; FAILED: the whole reply
+                                      frame (malloc) */
+    size_t reply_len;
 
     /* Scratch. */
     taskq_buf_t out;               /* frame being encoded */
@@ -188,6 +208,19 @@ void taskq__batch_accepted(taskq_client_t *c, taskq__batch_t *b, uint64_t first_
 void taskq__future_resolve(taskq_future_t *f, taskq_state_t state, int code,
                            uint32_t attempts, const void *data, size_t len);
 
+/*
+ * A new pending future of job_id (room in the job table reserved).  watch:
+ * it enters the job table and a WATCH asks for the outcome
+ * (taskq_future_attach); otherwise it stays out of the table until
+ * taskq__future_expect().  Returns 0 or TASKQ_ENOMEM.
+ */
+int taskq__future_new(taskq_client_t *c, uint64_t job_id, bool watch,
+                      taskq_future_t **ret_future);
+
+/* Put a pending future made with watch false into the job table, so that
+ * the next RESULT for its job resolves it. */
+void taskq__future_expect(taskq_client_t *c, taskq_future_t *f);
+
 /* Resolve every pending future of the client (buffered, sent, accepted),
  * and drop every batch. */
 void taskq__fail_all(taskq_client_t *c, taskq_state_t state, int code, const char *text);
@@ -213,5 +246,17 @@ int taskq__pump(taskq_client_t *c, int32_t timeout_ms, taskq__cond_fn cond, cons
 
 /* The ms left before deadline (< 0: none) for a pump, at least 0. */
 int32_t taskq__remaining(int64_t deadline);
+
+/*
+ * Run req until its answer comes, sending it again (with a new req_id) on
+ * every new connection, for up to timeout_ms.  Returns 0 when answered
+ * (for STATS and FAILED the reply's bytes are then in c->reply, which the
+ * caller takes or frees), the answer's TASKQ_E* code (an ERROR), or
+ * TASKQ_ETIMEDOUT, TASKQ_ECLOSED (reconnect_limit_ms ran out), TASKQ_EPROTO
+ * (the broker speaks another protocol version), TASKQ_ENOMEM, TASKQ_ESYS.
+ * *ret_sent_us (may be NULL) gets the time of the last send, in µs.
+ */
+int taskq__request(taskq_client_t *c, int32_t timeout_ms, const taskq__req_t *req,
+                   int64_t *ret_sent_us);
 
 #endif /* TASKQ_CLIENT_IMPL_H */

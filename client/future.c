@@ -304,10 +304,9 @@ int taskq_submit(taskq_client_t *c, const char *function, const void *arg, size_
     return taskq__submit(c, &spec, arg, arg_len, false, ret_future);
 }
 
-int taskq_future_attach(taskq_client_t *c, uint64_t job_id, taskq_future_t **ret_future)
+int taskq__future_new(taskq_client_t *c, uint64_t job_id, bool watch,
+                      taskq_future_t **ret_future)
 {
-    if (!c || !job_id || !ret_future)
-        return TASKQ_EINVAL;
     if (taskq__jobs_reserve(&c->jobs, c->n_pending + 1) != 0)
         return TASKQ_ENOMEM;
     taskq_future_t *f = future_alloc();
@@ -317,12 +316,24 @@ int taskq_future_attach(taskq_client_t *c, uint64_t job_id, taskq_future_t **ret
     f->job_id = job_id;
     if (c->fatal) {
         resolve_text(f, TASKQ_STATE_REFUSED, c->fatal, TASKQ__VERSION_TEXT);
-    } else {
+    } else if (watch) {
         jobs_link(c, f);
         taskq__send_jobs(c, TASKQ_MSG_WATCH, &job_id, 1);
     }
     *ret_future = f;
     return 0;
+}
+
+void taskq__future_expect(taskq_client_t *c, taskq_future_t *f)
+{
+    jobs_link(c, f);
+}
+
+int taskq_future_attach(taskq_client_t *c, uint64_t job_id, taskq_future_t **ret_future)
+{
+    if (!c || !job_id || !ret_future)
+        return TASKQ_EINVAL;
+    return taskq__future_new(c, job_id, true, ret_future);
 }
 
 static bool future_resolved(const taskq_client_t *c, const void *arg)

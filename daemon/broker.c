@@ -1,8 +1,9 @@
 /*
  * broker.c - the broker context's life cycle and its event loop.  Each
- * turn: read a bounded number of frames (handlers.c), fire due timers,
- * commit the store, dispatch, flush the turn's batches (outbox.c), expire
- * outcomes.  It also owns the routing index and peers coming and going.
+ * turn: dispatch, read a bounded number of frames (handlers.c), fire due
+ * timers, commit the store, flush the turn's batches (outbox.c), expire
+ * outcomes.  So everything a turn sends was committed first.  It also owns
+ * the routing index, recovery, and peers coming and going.
  */
 #include "broker.h"
 
@@ -103,11 +104,17 @@ void tqd_peer_leave(tqd_broker_t *b, tqd_peer_t *p, const char *why)
 
 /* ---- Outcomes ------------------------------------------------------------ */
 
-/* The queue finished a job: record it and owe it to its clients. */
+/* The queue changed a job: the store records it for this turn's commit. */
+static void on_changed(void *ctx, tqd_job_t *job)
+{
+    tqd_broker_t *b = ctx;
+    tqd_store_changed(b->store, job);
+}
+
+/* The queue finished a job: owe it to its clients. */
 static void on_finished(void *ctx, tqd_job_t *job)
 {
     tqd_broker_t *b = ctx;
-    tqd_store_finished(b->store, job);
     tqd_client_t *c = tqd_clients_find(&b->clients, job->client_id);
     if (c) {
         c->active--;
@@ -235,19 +242,21 @@ static void fire_timers(tqd_broker_t *b)
 static void commit(tqd_broker_t *b)
 {
     int rc = b->store->ops->commit(b->store);
-    if (rc == 0) {
-        if (b->commit_failed)
-            TQ_LOG(LOG_NOTICE, "the %s store commits again", b->store->ops->name);
+    if (rc >= 0) {
         b->commit_failed = false;
+        if (rc == 0 && b->store_failing)
+            TQ_LOG(LOG_NOTICE, "the %s store commits again", b->store->ops->name);
+        b->store_failing = rc == TQD_STORE_UNPROVEN;
         return;
     }
-    if (!b->commit_failed)
+    if (!b->store_failing)
         TQ_LOG(LOG_ERR, "the %s store cannot commit: %s; refusing tasks", b->store->ops->name,
                 strerror(-rc));
-    b->commit_failed = true;
+    b->commit_failed = b->store_failing = true;
+    b->storage_errors++;
     for (size_t i = 0; i < b->n_accepted; i++) {
         const tqd_accept_t *a = &b->accepted[i];
-        uint32_t dropped = tqd_submit_unwind(b, a->first_job, a->count);
+        uint32_t dropped = a->repeat ? 0 : tqd_submit_unwind(b, a->first_job, a->count);
         tqd_client_t *c = tqd_clients_find(&b->clients, a->client_id);
         if (c) {
             c->active -= dropped;
@@ -268,7 +277,7 @@ static void expire_outcomes(tqd_broker_t *b)
            (b->now - job->finished_ms >= ttl || b->queue.retained > b->cfg.max_retained)) {
         if (b->now - job->finished_ms < ttl)
             b->evicted++;
-        tqd_store_forgotten(b->store, job->id);
+        tqd_store_forgotten(b->store, job);
         tqd_queue_forget(&b->queue, job);
     }
 }
@@ -300,11 +309,13 @@ int tqd_broker_run(tqd_broker_t *b)
             return -err;
         }
         b->now = tqd_os_now_ms();
+        /* Dispatch first: what this turn reads is committed before it can
+         * be dispatched, so a refused SUBMIT never reached a worker. */
+        tqd_queue_dispatch(&b->queue, b->now);
         if (rc > 0 && (items[0].revents & ZMQ_POLLIN))
             read_frames(b);
         fire_timers(b);
         commit(b);
-        tqd_queue_dispatch(&b->queue);
         tqd_outbox_flush(b);
         compact_timers(b);
         expire_outcomes(b);
@@ -318,6 +329,27 @@ int tqd_broker_run(tqd_broker_t *b)
 static int set_int(void *sock, int opt, int value)
 {
     return zmq_setsockopt(sock, opt, &value, sizeof value);
+}
+
+static int open_store(tqd_broker_t *b)
+{
+    if (b->cfg.memory) {
+        int rc = tqd_store_mem_open(&b->store);
+        if (rc < 0)
+            TQ_LOG(LOG_ERR, "cannot open the memory store: %s", strerror(-rc));
+        return rc;
+    }
+    int rc = tqd_os_make_parent(b->cfg.db_path);
+    if (rc < 0) {
+        TQ_LOG(LOG_ERR, "cannot create the directory of %s: %s", b->cfg.db_path, strerror(-rc));
+        return rc;
+    }
+    char err[512];
+    rc = tqd_store_sqlite_open(b->cfg.db_path, b->cfg.sync, b->wall_offset, &b->store, err,
+                               sizeof err);
+    if (rc < 0)
+        TQ_LOG(LOG_ERR, "%s", err);
+    return rc;
 }
 
 int tqd_broker_new(const tqd_config_t *cfg, tqd_broker_t **ret)
@@ -335,19 +367,20 @@ int tqd_broker_new(const tqd_config_t *cfg, tqd_broker_t **ret)
     tqd_timers_init(&b->timers);
     tqd_htab_init(&b->peers);
     b->now = b->started = tqd_os_now_ms();
+    b->wall_offset = tqd_os_wall_offset_ms();
 
-    int rc = tqd_store_mem_open(&b->store);
-    if (rc < 0) {
-        TQ_LOG(LOG_ERR, "cannot open the memory store: %s", strerror(-rc));
+    int rc = open_store(b);
+    if (rc < 0)
         goto fail;
-    }
     rc = tqd_os_random(&b->seed, sizeof b->seed);
     if (rc < 0) {
         TQ_LOG(LOG_ERR, "cannot read random bytes: %s", strerror(-rc));
         goto fail;
     }
-    tqd_queue_events_t ev = {.finished = on_finished, .assigned = on_assigned, .ctx = b};
+    tqd_queue_events_t ev = {
+        .finished = on_finished, .assigned = on_assigned, .changed = on_changed, .ctx = b};
     tqd_queue_init(&b->queue, &b->workers, b->seed, &ev);
+    b->queue.wall_offset = b->wall_offset;
     b->names = calloc(2 * (size_t)b->limits.max_list, sizeof *b->names);
     b->out_clients = calloc(OUT_CAP, sizeof *b->out_clients);
     b->out_workers = calloc(OUT_CAP, sizeof *b->out_workers);
@@ -388,10 +421,33 @@ int tqd_broker_bind(tqd_broker_t *b, const char *endpoint, char *ret, size_t cap
 
 int tqd_broker_recover(tqd_broker_t *b)
 {
-    int rc = b->store->ops->recover(b->store, &b->queue);
-    if (rc < 0)
+    b->now = tqd_os_now_ms();
+    int rc = b->store->ops->recover(b->store, &b->queue, b->now);
+    if (rc < 0) {
         TQ_LOG(LOG_ERR, "cannot load the %s store: %s", b->store->ops->name, strerror(-rc));
-    return rc;
+        return rc;
+    }
+    /* Each client with jobs queued or running gets its record back, as it
+     * had before the stop: its outcomes are counted, and found again when
+     * it reconnects. */
+    size_t pos = 0;
+    tqd_job_t *job;
+    while ((job = tqd_htab_next(&b->queue.jobs, &pos))) {
+        if (job->state == TQD_JOB_FINISHED)
+            continue;
+        tqd_client_t *c = tqd_clients_find(&b->clients, job->client_id);
+        if (!c && (rc = tqd_clients_add(&b->clients, job->client_id, &c)) < 0) {
+            TQ_LOG(LOG_ERR, "out of memory loading the %s store", b->store->ops->name);
+            return rc;
+        }
+        c->active++;
+    }
+    rc = b->store->ops->commit(b->store);
+    if (rc < 0) {
+        TQ_LOG(LOG_ERR, "cannot write the %s store: %s", b->store->ops->name, strerror(-rc));
+        return rc;
+    }
+    return 0;
 }
 
 void tqd_broker_destroy(tqd_broker_t **pb)

@@ -20,12 +20,16 @@
 
 #define TQD_MAX_BINDS 16    /* --bind options */
 #define TQD_MAX_PEERS 10000 /* client and worker records at once */
+#define TQD_DEFAULT_DB "./taskq-data/taskq.db" /* --db when not given */
 
 /* The broker's settings (see the option table in main.c). */
 typedef struct tqd_config {
     const char *binds[TQD_MAX_BINDS]; /* endpoints to bind */
     size_t n_binds;                   /* entries of binds */
     const char *ready_file;           /* where to write bound endpoints, or NULL */
+    const char *db_path;              /* SQLite database (unless memory) */
+    bool memory;                      /* keep tasks in memory only */
+    tqd_sync_t sync;                  /* SQLite synchronous level */
     uint32_t heartbeat_ms;            /* heartbeat interval */
     uint32_t liveness;                /* missed heartbeats before a peer is gone */
     uint32_t max_queued;              /* queued tasks, broker-wide */
@@ -37,9 +41,10 @@ typedef struct tqd_config {
 /* An ACCEPTED reply owed once the turn's commit succeeds. */
 typedef struct tqd_accept {
     uint64_t client_id; /* the submitting client */
-    uint64_t req_id;    /* the SUBMIT's req_id */
+    uint64_t req_id;    /* the SUBMIT's (or RETRY's) req_id */
     uint64_t first_job; /* id of its first task */
     uint32_t count;     /* tasks in it */
+    bool repeat;        /* a SUBMIT accepted before, or a RETRY: nothing to unwind */
 } tqd_accept_t;
 
 typedef struct tqd_broker {
@@ -57,7 +62,7 @@ typedef struct tqd_broker {
     uint64_t now;               /* clock of this loop turn (ms) */
     uint64_t started;           /* clock at startup (ms) */
     taskq_buf_t out;            /* frame being encoded */
-    taskq_buf_t map;            /* STATS map being encoded */
+    taskq_buf_t map;            /* scratch: STATS map or FAILED_REPLY items */
     taskq_span_t *names;        /* HELLO name scratch, 2 * max_list entries */
     tqd_accept_t *accepted;     /* ACCEPTED owed after this turn's commit */
     size_t n_accepted;          /* entries of accepted */
@@ -66,11 +71,15 @@ typedef struct tqd_broker {
     tqd_worker_t **out_workers; /* workers owed TASKS/ABANDON (NULL: gone); same */
     size_t n_out_clients;       /* entries of out_clients */
     size_t n_out_workers;       /* entries of out_workers */
+    int64_t wall_offset;        /* added to now to get Unix time (ms) */
     bool commit_failed;         /* the last commit failed: outcomes wait */
+    bool store_failing;         /* no write succeeded since a commit failed */
     uint64_t malformed;         /* refused or undecodable messages */
     uint64_t stale;             /* outcomes of superseded attempts dropped */
     uint64_t unroutable;        /* messages to peers that had gone */
     uint64_t evicted;           /* outcomes forgotten early (max_retained) */
+    uint64_t storage_errors;    /* commits that failed */
+    uint64_t duplicates;        /* SUBMITs answered from the SUBMIT index */
 } tqd_broker_t;
 
 /*

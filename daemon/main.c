@@ -24,7 +24,8 @@ typedef enum opt_kind {
     OPT_PATH,    /* a file name */
     OPT_UINT,    /* an unsigned integer within [min, max] */
     OPT_LEVEL,   /* a log level name */
-    OPT_NOOP,    /* accepted for forward compatibility; changes nothing */
+    OPT_FLAG,    /* a flag: sets a bool */
+    OPT_SYNC,    /* a synchronous level name: full or normal */
     OPT_HELP,    /* print help, exit 0 */
     OPT_VERSION, /* print the version, exit 0 */
 } opt_kind_t;
@@ -37,7 +38,7 @@ typedef struct opt_def {
     uint32_t min;     /* OPT_UINT: smallest value */
     uint32_t max;     /* OPT_UINT: largest value */
     const char *def;  /* default, as it would be written; NULL: none */
-    size_t field;     /* OPT_UINT, OPT_PATH: offset in tqd_config_t */
+    size_t field;     /* OPT_UINT, OPT_PATH, OPT_FLAG, OPT_SYNC: offset in tqd_config_t */
     const char *help; /* one line for --help */
 } opt_def_t;
 
@@ -48,8 +49,12 @@ static const opt_def_t opts[] = {
      "endpoint serving clients and workers; repeatable; port * picks a free one"},
     {"ready-file", 0, OPT_PATH, "PATH", 0, 0, NULL, CFG(ready_file),
      "once serving, write the bound endpoints there, one per line, atomically"},
-    {"memory", 0, OPT_NOOP, NULL, 0, 0, NULL, 0,
-     "keep tasks in memory (the default; this version has no other store)"},
+    {"db", 0, OPT_PATH, "PATH", 0, 0, TQD_DEFAULT_DB, CFG(db_path),
+     "SQLite database holding the tasks (its directory is created if missing)"},
+    {"memory", 0, OPT_FLAG, NULL, 0, 0, NULL, CFG(memory),
+     "keep tasks in memory only: a restart forgets them"},
+    {"sync", 0, OPT_SYNC, "LEVEL", 0, 0, "full", CFG(sync),
+     "full: a commit survives power loss; normal: survives a crash of taskqd"},
     {"heartbeat-ms", 0, OPT_UINT, "MS", 10, 600000, "1000", CFG(heartbeat_ms),
      "heartbeat interval in milliseconds"},
     {"liveness", 0, OPT_UINT, "N", 2, 100, "3", CFG(liveness),
@@ -122,6 +127,16 @@ static int apply(const opt_def_t *o, const char *value, tqd_config_t *cfg)
         *(uint32_t *)((char *)cfg + o->field) = (uint32_t)v;
         return 0;
     }
+    case OPT_FLAG:
+        *(bool *)((char *)cfg + o->field) = true;
+        return 0;
+    case OPT_SYNC:
+        if (strcmp(value, "full") != 0 && strcmp(value, "normal") != 0) {
+            fprintf(stderr, "taskqd: --%s wants full or normal, not '%s'\n", o->name, value);
+            return -1;
+        }
+        *(tqd_sync_t *)((char *)cfg + o->field) = value[0] == 'f' ? TQD_SYNC_FULL : TQD_SYNC_NORMAL;
+        return 0;
     case OPT_LEVEL:
         if (tq_log_parse_level(value, &tq_log_level) < 0) {
             fprintf(stderr, "taskqd: --%s wants one of %s, not '%s'\n", o->name, o->help, value);

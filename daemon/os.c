@@ -1,6 +1,6 @@
 /*
- * os.c - signals, clock, randomness, sd_notify and atomic file replacement
- * for the daemon.  Holds the stop flag, the only state a signal handler
+ * os.c - signals, clocks, randomness, sd_notify, directories and atomic file
+ * replacement for the daemon.  Holds the stop flag, the only state a signal handler
  * touches.
  */
 #include "os.h"
@@ -73,6 +73,39 @@ uint64_t tqd_os_now_ms(void)
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+int64_t tqd_os_wall_offset_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    int64_t wall = (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+    return wall - (int64_t)tqd_os_now_ms();
+}
+
+int tqd_os_make_parent(const char *path)
+{
+    char dir[4096];
+    size_t len = strlen(path);
+    while (len > 0 && path[len - 1] != '/')
+        len--;
+    while (len > 1 && path[len - 1] == '/')
+        len--;
+    if (len == 0 || len >= sizeof dir)
+        return len == 0 ? 0 : -ENAMETOOLONG;
+    memcpy(dir, path, len);
+    dir[len] = '\0';
+    for (char *p = dir + 1;; p++) {
+        bool end = *p == '\0';
+        if (*p == '/' || end) {
+            *p = '\0';
+            if (mkdir(dir, 0750) < 0 && errno != EEXIST)
+                return -errno;
+            if (end)
+                return 0;
+            *p = '/';
+        }
+    }
 }
 
 int tqd_os_random(void *buf, size_t len)

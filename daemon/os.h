@@ -27,6 +27,16 @@ bool tqd_os_stopping(void);
 /* Milliseconds of CLOCK_MONOTONIC: the daemon's one clock. */
 uint64_t tqd_os_now_ms(void);
 
+/* Unix time in ms less tqd_os_now_ms(): add it to the clock to get the
+ * wall time (for what is shown to people or stored across restarts). */
+int64_t tqd_os_wall_offset_ms(void);
+
+/*
+ * Create the directory that holds the file at path, and its parents, with
+ * mode 0750 where missing.  Returns 0 (also when it exists) or -errno.
+ */
+int tqd_os_make_parent(const char *path);
+
 /* Fill buf with len random bytes from getrandom(2).  Returns 0 or -errno. */
 int tqd_os_random(void *buf, size_t len);
 

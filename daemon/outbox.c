@@ -207,7 +207,6 @@ static void flush_worker(tqd_broker_t *b, tqd_worker_t *w)
     }
     for (uint32_t k = 0; k < w->n_unsent; k++) {
         const tqd_job_t *job = w->unsent[k];
-        tqd_store_dispatched(b->store, job);
         if (job->timeout_ms && tqd_timers_add(&b->timers, b->now + job->timeout_ms,
                                               TQD_TIMER_RUN_LIMIT, job->id, job->deliveries) < 0)
             TQ_LOG(LOG_ERR, "out of memory: job %" PRIu64 " runs without its run limit", job->id);

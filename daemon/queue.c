@@ -76,9 +76,117 @@ tqd_job_t *tqd_queue_find(const tqd_queue_t *q, uint64_t id)
     return tqd_htab_find(&q->jobs, tqd_hash_u64(id), job_has_id, &id);
 }
 
+/* ---- SUBMIT index --------------------------------------------------------- */
+
+typedef struct submit_key {
+    uint64_t client_id;
+    uint64_t req_id;
+} submit_key_t;
+
+static bool job_is_submit(const void *item, const void *key)
+{
+    const tqd_job_t *job = item;
+    const submit_key_t *k = key;
+    return job->client_id == k->client_id && job->req_id == k->req_id;
+}
+
+static uint64_t submit_hash(uint64_t client_id, uint64_t req_id)
+{
+    return tqd_hash_u64(client_id ^ tqd_hash_u64(req_id));
+}
+
+int tqd_queue_mark_submit(tqd_queue_t *q, tqd_job_t *job, uint64_t req_id, uint32_t count)
+{
+    if (tqd_htab_insert(&q->submits, submit_hash(job->client_id, req_id), job) < 0)
+        return -ENOMEM;
+    job->req_id = req_id;
+    job->batch = count;
+    return 0;
+}
+
+tqd_job_t *tqd_queue_find_submit(const tqd_queue_t *q, uint64_t client_id, uint64_t req_id)
+{
+    submit_key_t key = {client_id, req_id};
+    return tqd_htab_find(&q->submits, submit_hash(client_id, req_id), job_is_submit, &key);
+}
+
+static void submit_unmark(tqd_queue_t *q, tqd_job_t *job)
+{
+    if (!job->batch)
+        return;
+    tqd_htab_remove(&q->submits, submit_hash(job->client_id, job->req_id), job);
+    job->batch = 0;
+}
+
+/* ---- History ------------------------------------------------------------- */
+
+bool tqd_status_failed(uint8_t status)
+{
+    return status == TASKQ_STATUS_FAILED || status == TASKQ_STATUS_LOST ||
+           status == TASKQ_STATUS_TIMEDOUT;
+}
+
+static void history_free(tqd_history_t *h)
+{
+    if (!h)
+        return;
+    for (uint16_t i = 0; i < h->n; i++)
+        free(h->v[i]);
+    free(h->v);
+    free(h);
+}
+
+/* job's history, made with these names if it has none; NULL on ENOMEM. */
+static tqd_history_t *history_get(tqd_job_t *job, taskq_span_t queue, taskq_span_t function)
+{
+    if (job->history)
+        return job->history;
+    tqd_history_t *h = calloc(1, sizeof *h + queue.len + function.len);
+    if (!h)
+        return NULL;
+    uint8_t *names = (uint8_t *)(h + 1);
+    memcpy(names, queue.ptr, queue.len);
+    memcpy(names + queue.len, function.ptr, function.len);
+    h->queue = (taskq_span_t){names, queue.len};
+    h->function = (taskq_span_t){names + queue.len, function.len};
+    job->history = h;
+    return h;
+}
+
+/* Append a copy of a to h (beyond TQD_MAX_HISTORY entries, or out of
+ * memory, the entry is not kept). */
+static void history_push(tqd_history_t *h, const tqd_attempt_rec_t *a)
+{
+    if (h->n >= TQD_MAX_HISTORY)
+        return;
+    if (h->n == h->cap) {
+        uint16_t ncap = h->cap ? (uint16_t)(h->cap * 2) : 4;
+        tqd_attempt_rec_t **v = realloc(h->v, ncap * sizeof *v);
+        if (!v)
+            return;
+        h->v = v;
+        h->cap = ncap;
+    }
+    tqd_attempt_rec_t *e = malloc(sizeof *e + a->worker.len + a->host.len + a->cause.len);
+    if (!e)
+        return;
+    *e = *a;
+    uint8_t *p = (uint8_t *)(e + 1);
+    taskq_span_t *spans[] = {&e->worker, &e->host, &e->cause};
+    for (size_t i = 0; i < 3; i++) {
+        if (spans[i]->len)
+            memcpy(p, spans[i]->ptr, spans[i]->len);
+        spans[i]->ptr = p;
+        p += spans[i]->len;
+    }
+    h->v[h->n++] = e;
+}
+
 static void job_free(tqd_queue_t *q, tqd_job_t *job)
 {
     tqd_htab_remove(&q->jobs, tqd_hash_u64(job->id), job);
+    submit_unmark(q, job);
+    history_free(job->history);
     free(job->watchers);
     free(job->result);
     free(job);
@@ -236,6 +344,28 @@ void tqd_queue_sweep(tqd_queue_t *q)
             qinfo_free(q, q->queues[i]);
 }
 
+/* The current attempt of job (queued or running: it has its lane) ended
+ * without a result, for cause: add it to the job's history. */
+static void history_add(tqd_queue_t *q, tqd_job_t *job, const char *cause, uint64_t now)
+{
+    tqd_history_t *h = history_get(job, lane_queue(job->lane), lane_function(job->lane));
+    if (!h)
+        return;
+    tqd_attempt_rec_t a = {
+        .started_ms = job->started_ms ? (uint64_t)((int64_t)job->started_ms + q->wall_offset) : 0,
+        .ended_ms = (uint64_t)((int64_t)now + q->wall_offset),
+        .attempt = job->attempt,
+        .cause = {(const uint8_t *)cause, strlen(cause)},
+    };
+    if (job->worker) {
+        const tqd_peer_t *p = &job->worker->peer;
+        a.worker = (taskq_span_t){p->name, p->name_len};
+        a.host = (taskq_span_t){p->host, p->host_len};
+        a.pid = p->pid;
+    }
+    history_push(h, &a);
+}
+
 /* ---- Levels and flows -------------------------------------------------- */
 
 typedef struct flow_key {
@@ -383,8 +513,16 @@ static void flow_unlink(tqd_queue_t *q, tqd_job_t *job)
 
 /* ---- Adding and dropping ----------------------------------------------- */
 
-int tqd_queue_add(tqd_queue_t *q, uint64_t client_id, const taskq_submit_item_t *item,
-                  tqd_job_t **ret)
+static void changed(tqd_queue_t *q, tqd_job_t *job)
+{
+    if (q->ev.changed)
+        q->ev.changed(q->ev.ctx, job);
+}
+
+/* Make job id of client_id from item, queued at the back of its client's
+ * FIFO.  0, -ENOSPC (no lane to be had) or -ENOMEM; nothing changed then. */
+static int job_enqueue(tqd_queue_t *q, uint64_t id, uint64_t client_id,
+                       const taskq_submit_item_t *item, tqd_job_t **ret)
 {
     int rc;
     tqd_lane_t *lane = lane_get(q, item->queue, item->function, &rc);
@@ -395,21 +533,21 @@ int tqd_queue_add(tqd_queue_t *q, uint64_t client_id, const taskq_submit_item_t 
     tqd_job_t *job = calloc(1, sizeof *job + item->arg.len);
     if (!job)
         return -ENOMEM;
-    job->id = q->next_id;
+    job->id = id;
     job->client_id = client_id;
     job->lane = lane;
     job->priority = (int16_t)item->priority;
     job->max_attempts = (uint16_t)item->max_attempts;
     job->timeout_ms = item->timeout_ms;
     job->arg_len = (uint32_t)item->arg.len;
-    memcpy(job->arg, item->arg.ptr, item->arg.len);
+    if (item->arg.len)
+        memcpy(job->arg, item->arg.ptr, item->arg.len);
     job->state = TQD_JOB_QUEUED;
     if (flow_push(q, job, false) < 0) {
         free(job);
         return -ENOMEM;
     }
     tqd_htab_insert(&q->jobs, tqd_hash_u64(job->id), job);
-    q->next_id++;
     lane->refs++;
     lane->idle = false;
     lane->queue->queued++;
@@ -417,6 +555,15 @@ int tqd_queue_add(tqd_queue_t *q, uint64_t client_id, const taskq_submit_item_t 
     q->dispatch_needed = true;
     *ret = job;
     return 0;
+}
+
+int tqd_queue_add(tqd_queue_t *q, uint64_t client_id, const taskq_submit_item_t *item,
+                  tqd_job_t **ret)
+{
+    int rc = job_enqueue(q, q->next_id, client_id, item, ret);
+    if (rc == 0)
+        q->next_id++;
+    return rc;
 }
 
 void tqd_queue_drop(tqd_queue_t *q, tqd_job_t *job)
@@ -428,6 +575,34 @@ void tqd_queue_drop(tqd_queue_t *q, tqd_job_t *job)
     if (job->id == q->next_id - 1)
         q->next_id--;
     job_free(q, job);
+}
+
+/* Take a finished job out of the retained list. */
+static void retained_unlink(tqd_queue_t *q, tqd_job_t *job)
+{
+    if (job->prev)
+        job->prev->next = job->next;
+    else
+        q->oldest = job->next;
+    if (job->next)
+        job->next->prev = job->prev;
+    else
+        q->newest = job->prev;
+    job->prev = job->next = NULL;
+    q->retained--;
+}
+
+/* Append a finished job to the retained list (newest last). */
+static void retained_push(tqd_queue_t *q, tqd_job_t *job)
+{
+    job->next = NULL;
+    job->prev = q->newest;
+    if (q->newest)
+        q->newest->next = job;
+    else
+        q->oldest = job;
+    q->newest = job;
+    q->retained++;
 }
 
 /* ---- Outcomes ---------------------------------------------------------- */
@@ -478,14 +653,8 @@ static void finish(tqd_queue_t *q, tqd_job_t *job, uint8_t status, const void *p
     job->state = TQD_JOB_FINISHED;
     job->status = status;
     job->finished_ms = now;
-    job->next = NULL;
-    job->prev = q->newest;
-    if (q->newest)
-        q->newest->next = job;
-    else
-        q->oldest = job;
-    q->newest = job;
-    q->retained++;
+    retained_push(q, job);
+    changed(q, job);
     q->ev.finished(q->ev.ctx, job);
     free(job->watchers);
     job->watchers = NULL;
@@ -506,15 +675,7 @@ static void finish_text(tqd_queue_t *q, tqd_job_t *job, uint8_t status, const ch
 
 void tqd_queue_forget(tqd_queue_t *q, tqd_job_t *job)
 {
-    if (job->prev)
-        job->prev->next = job->next;
-    else
-        q->oldest = job->next;
-    if (job->next)
-        job->next->prev = job->prev;
-    else
-        q->newest = job->prev;
-    q->retained--;
+    retained_unlink(q, job);
     job_free(q, job);
 }
 
@@ -557,7 +718,7 @@ static tqd_lane_t *pick_lane(tqd_worker_t *w)
 }
 
 /* Give the next job of lane to w (which has room reserved). */
-static void assign_next(tqd_queue_t *q, tqd_lane_t *lane, tqd_worker_t *w)
+static void assign_next(tqd_queue_t *q, tqd_lane_t *lane, tqd_worker_t *w, uint64_t now)
 {
     tqd_level_t *l = lane->levels;
     tqd_flow_t *f = l->cursor;
@@ -568,15 +729,17 @@ static void assign_next(tqd_queue_t *q, tqd_lane_t *lane, tqd_worker_t *w)
     job->attempt++;
     job->deliveries++;
     job->worker = w;
+    job->started_ms = now;
     lane->queue->queued--;
     lane->queue->running++;
     q->queued--;
     q->running++;
     tqd_worker_hold(w, job->id, job->attempt, job);
+    changed(q, job);
     q->ev.assigned(q->ev.ctx, w, job);
 }
 
-void tqd_queue_dispatch(tqd_queue_t *q)
+void tqd_queue_dispatch(tqd_queue_t *q, uint64_t now)
 {
     if (!q->dispatch_needed)
         return;
@@ -597,7 +760,7 @@ void tqd_queue_dispatch(tqd_queue_t *q)
             tqd_lane_t *lane = pick_lane(w);
             if (!lane || tqd_worker_reserve(w) < 0)
                 continue;
-            assign_next(q, lane, w);
+            assign_next(q, lane, w, now);
             if (w->used < w->credit)
                 ws->scratch[keep++] = w;
         }
@@ -621,6 +784,7 @@ static void requeue(tqd_queue_t *q, tqd_job_t *job, uint8_t status, uint64_t now
     q->running--;
     q->queued++;
     q->dispatch_needed = true;
+    changed(q, job);
 }
 
 /* The current attempt was never started: the next delivery reuses its
@@ -647,13 +811,16 @@ int tqd_queue_done(tqd_queue_t *q, tqd_worker_t *w, const taskq_done_item_t *d, 
         give_back(q, job, now);
         return 0;
     }
-    if (d->status == TASKQ_DONE_RETRY) {
+    if (d->status != TASKQ_DONE_OK) {
         taskq_span_t why = {0};
         taskq_span_str(d->payload, &why);
         char text[1024];
         snprintf(text, sizeof text, "%.*s", (int)why.len, (const char *)why.ptr);
-        tqd_queue_supersede(q, job, TASKQ_STATUS_FAILED, text, now);
-        return 0;
+        if (d->status == TASKQ_DONE_RETRY) {
+            tqd_queue_supersede(q, job, TASKQ_STATUS_FAILED, text, now);
+            return 0;
+        }
+        history_add(q, job, text, now);
     }
     finish(q, job, d->status == TASKQ_DONE_OK ? TASKQ_STATUS_DONE : TASKQ_STATUS_FAILED,
            d->payload.ptr, d->payload.len, now);
@@ -668,6 +835,7 @@ void tqd_queue_cancel(tqd_queue_t *q, tqd_job_t *job, uint64_t now)
 void tqd_queue_supersede(tqd_queue_t *q, tqd_job_t *job, uint8_t status, const char *why,
                          uint64_t now)
 {
+    history_add(q, job, why, now);
     if (job->attempt >= job->max_attempts) {
         finish_text(q, job, status, why, now);
         return;
@@ -700,11 +868,154 @@ void tqd_queue_worker_gone(tqd_queue_t *q, tqd_worker_t *w, bool said_bye, uint6
     }
 }
 
+/* ---- Restoring and retrying ------------------------------------------- */
+
+static bool rec_valid(const tqd_job_rec_t *r)
+{
+    const taskq_submit_item_t *t = &r->task;
+    return r->id > 0 && r->client_id > 0 && t->queue.len > 0 && t->function.len > 0 &&
+           t->priority >= -1000 && t->priority <= 1000 && t->max_attempts >= 1 &&
+           t->max_attempts <= 1000 && r->attempt <= t->max_attempts &&
+           r->n_hist <= TQD_MAX_HISTORY &&
+           (r->state == TQD_JOB_QUEUED ||
+            (r->state == TQD_JOB_RUNNING && r->attempt >= 1) ||
+            (r->state == TQD_JOB_FINISHED && r->status <= TASKQ_STATUS_TIMEDOUT));
+}
+
+/* A finished job from r: retained, not in any lane. */
+static int restore_finished(tqd_queue_t *q, const tqd_job_rec_t *r, tqd_job_t **ret)
+{
+    if (tqd_htab_reserve(&q->jobs, 1) < 0)
+        return -ENOMEM;
+    tqd_job_t *job = calloc(1, sizeof *job + r->task.arg.len);
+    if (!job)
+        return -ENOMEM;
+    job->id = r->id;
+    job->client_id = r->client_id;
+    job->priority = (int16_t)r->task.priority;
+    job->max_attempts = (uint16_t)r->task.max_attempts;
+    job->timeout_ms = r->task.timeout_ms;
+    job->attempt = r->attempt;
+    job->arg_len = (uint32_t)r->task.arg.len;
+    if (r->task.arg.len)
+        memcpy(job->arg, r->task.arg.ptr, r->task.arg.len);
+    if (r->result.len) {
+        job->result = malloc(r->result.len);
+        if (!job->result) {
+            free(job);
+            return -ENOMEM;
+        }
+        memcpy(job->result, r->result.ptr, r->result.len);
+        job->result_len = (uint32_t)r->result.len;
+    }
+    if ((r->n_hist || tqd_status_failed(r->status)) &&
+        !history_get(job, r->task.queue, r->task.function)) {
+        free(job->result);
+        free(job);
+        return -ENOMEM;
+    }
+    job->state = TQD_JOB_FINISHED;
+    job->status = r->status;
+    job->finished_ms = r->finished_ms;
+    tqd_htab_insert(&q->jobs, tqd_hash_u64(job->id), job);
+    retained_push(q, job);
+    *ret = job;
+    return 0;
+}
+
+int tqd_queue_restore(tqd_queue_t *q, const tqd_job_rec_t *r, uint64_t now, tqd_job_t **ret)
+{
+    if (!rec_valid(r))
+        return -EINVAL;
+    if (tqd_queue_find(q, r->id))
+        return -EEXIST;
+    tqd_job_t *job;
+    int rc = r->state == TQD_JOB_FINISHED ? restore_finished(q, r, &job)
+                                          : job_enqueue(q, r->id, r->client_id, &r->task, &job);
+    if (rc < 0)
+        return rc;
+    if (r->batch && tqd_queue_mark_submit(q, job, r->req_id, r->batch) < 0) {
+        if (job->state == TQD_JOB_FINISHED)
+            tqd_queue_forget(q, job);
+        else
+            tqd_queue_drop(q, job);
+        return -ENOMEM;
+    }
+    if (r->id >= q->next_id)
+        q->next_id = r->id + 1;
+    job->attempt = r->attempt;
+    if (r->n_hist) {
+        tqd_history_t *h = history_get(job, r->task.queue, r->task.function);
+        for (uint16_t i = 0; h && i < r->n_hist; i++)
+            history_push(h, &r->hist[i]);
+        if (h)
+            h->stored = h->n;
+    }
+    if (r->state == TQD_JOB_RUNNING) {
+        /* Queued as if its worker had died when the broker stopped. */
+        char why[160];
+        snprintf(why, sizeof why, "the broker stopped during attempt %u of %u",
+                 (unsigned)r->attempt, (unsigned)r->task.max_attempts);
+        tqd_history_t *h = history_get(job, r->task.queue, r->task.function);
+        if (h) {
+            tqd_attempt_rec_t a = r->running;
+            a.attempt = r->attempt;
+            a.ended_ms = (uint64_t)((int64_t)now + q->wall_offset);
+            a.cause = (taskq_span_t){(const uint8_t *)why, strlen(why)};
+            history_push(h, &a);
+        }
+        if (job->attempt >= job->max_attempts) {
+            finish_text(q, job, TASKQ_STATUS_LOST, why, now);
+        } else {
+            job->lane->queue->retried++;
+            q->retried++;
+            changed(q, job);
+        }
+    }
+    *ret = job;
+    return 0;
+}
+
+int tqd_queue_retry(tqd_queue_t *q, tqd_job_t *job, uint64_t client_id)
+{
+    if (job->state != TQD_JOB_FINISHED || !tqd_status_failed(job->status) || !job->history)
+        return -ENOENT;
+    int rc;
+    tqd_lane_t *lane = lane_get(q, job->history->queue, job->history->function, &rc);
+    if (!lane)
+        return rc;
+    /* Its SUBMIT was answered long ago: no resend can still name it. */
+    submit_unmark(q, job);
+    retained_unlink(q, job);
+    job->client_id = client_id;
+    job->lane = lane;
+    job->state = TQD_JOB_QUEUED;
+    if (flow_push(q, job, false) < 0) {
+        job->lane = NULL;
+        job->state = TQD_JOB_FINISHED;
+        retained_push(q, job);
+        return -ENOMEM;
+    }
+    free(job->result);
+    job->result = NULL;
+    job->result_len = 0;
+    job->status = 0;
+    job->attempt = 0;
+    lane->refs++;
+    lane->idle = false;
+    lane->queue->queued++;
+    q->queued++;
+    q->dispatch_needed = true;
+    changed(q, job);
+    return 0;
+}
+
 void tqd_queue_fini(tqd_queue_t *q)
 {
     size_t pos = 0;
     tqd_job_t *job;
     while ((job = tqd_htab_next(&q->jobs, &pos))) {
+        history_free(job->history);
         free(job->watchers);
         free(job->result);
         free(job);
@@ -726,5 +1037,6 @@ void tqd_queue_fini(tqd_queue_t *q)
     tqd_htab_fini(&q->lane_index);
     tqd_htab_fini(&q->queue_index);
     tqd_htab_fini(&q->flows);
+    tqd_htab_fini(&q->submits);
     memset(q, 0, sizeof *q);
 }

@@ -64,6 +64,33 @@ typedef struct tqd_lane {
 
 struct tqd_flow;
 
+/* One attempt that ended without a result (the worker died or went
+ * silent, the run limit expired, the handler failed or asked for a retry,
+ * the broker stopped), kept for `taskq failed`. */
+typedef struct tqd_attempt_rec {
+    uint64_t started_ms; /* Unix time (ms) it was sent to its worker; 0: unknown */
+    uint64_t ended_ms;   /* Unix time (ms) it ended */
+    uint32_t attempt;    /* its number */
+    uint32_t pid;        /* the worker's process id; 0: unknown */
+    taskq_span_t worker; /* the worker's name (may be empty: unknown) */
+    taskq_span_t host;   /* the worker's host (same) */
+    taskq_span_t cause;  /* why it ended */
+} tqd_attempt_rec_t;
+
+/* The failures of a job that had any: its names (which a finished job
+ * otherwise no longer has) and its failed attempts, oldest first.  One
+ * allocation for the names; one per entry (spans point into it). */
+typedef struct tqd_history {
+    taskq_span_t queue;      /* the job's queue name */
+    taskq_span_t function;   /* the job's function name */
+    tqd_attempt_rec_t **v;   /* entries */
+    uint16_t n;              /* entries of v */
+    uint16_t cap;            /* allocated entries of v */
+    uint16_t stored;         /* entries the store has written (the store sets it) */
+} tqd_history_t;
+
+#define TQD_MAX_HISTORY 1000 /* entries kept per job (= most attempts) */
+
 /* One task, from SUBMIT until its outcome is acknowledged or expires. */
 typedef struct tqd_job {
     uint64_t id;           /* job id, > 0 */
@@ -75,7 +102,11 @@ typedef struct tqd_job {
     tqd_lane_t *lane;      /* queued or running: its lane; finished: NULL */
     uint64_t *watchers;    /* client ids that WATCH it (not the submitter) */
     uint8_t *result;       /* finished: outcome payload; NULL: see tqd_job_payload */
+    tqd_history_t *history; /* its failed attempts, or NULL if none */
     uint64_t finished_ms;  /* finished: when */
+    uint64_t started_ms;   /* running: when the current attempt was sent */
+    uint64_t req_id;       /* batch > 0: req_id of its SUBMIT */
+    uint32_t batch;        /* first job of a SUBMIT: tasks in it; else 0 */
     uint32_t result_len;   /* bytes of result */
     uint32_t arg_len;      /* bytes of arg */
     uint32_t timeout_ms;   /* run limit of each attempt, 0: none */
@@ -97,6 +128,11 @@ typedef struct tqd_queue_events {
     /* Dispatch gave job (now RUNNING, in w's held and unsent sets) to w.
      * The callback must not change the queue. */
     void (*assigned)(void *ctx, tqd_worker_t *w, tqd_job_t *job);
+    /* job changed state, attempt or history (every transition after
+     * tqd_queue_add: dispatched, queued again, finished, retried); called
+     * before finished or assigned.  The callback must not change the
+     * queue.  May be NULL. */
+    void (*changed)(void *ctx, tqd_job_t *job);
     void *ctx; /* passed to the callbacks */
 } tqd_queue_events_t;
 
@@ -108,6 +144,8 @@ typedef struct tqd_queue {
     tqd_htab_t lane_index;  /* (queue, function) -> lane */
     tqd_htab_t queue_index; /* queue name -> qinfo */
     tqd_htab_t flows;       /* (lane, priority, client) -> flow */
+    tqd_htab_t submits;     /* (client, req_id) -> first job of that SUBMIT */
+    int64_t wall_offset;    /* added to the clock to get Unix time (ms) */
     tqd_lane_t **lanes;     /* every lane */
     tqd_qinfo_t **queues;   /* every queue record */
     size_t n_lanes;         /* entries of lanes */
@@ -157,6 +195,60 @@ int tqd_queue_add(tqd_queue_t *q, uint64_t client_id, const taskq_submit_item_t 
  */
 void tqd_queue_drop(tqd_queue_t *q, tqd_job_t *job);
 
+/*
+ * Mark job (just added) as the first of a SUBMIT (client, req_id) of
+ * count tasks, so that the same SUBMIT sent again is found by
+ * tqd_queue_find_submit while the job exists.  Returns 0 or -ENOMEM.
+ */
+int tqd_queue_mark_submit(tqd_queue_t *q, tqd_job_t *job, uint64_t req_id, uint32_t count);
+
+/* The first job of SUBMIT req_id of client client_id, or NULL. */
+tqd_job_t *tqd_queue_find_submit(const tqd_queue_t *q, uint64_t client_id, uint64_t req_id);
+
+/* A job as a store keeps it, to be restored at startup. */
+typedef struct tqd_job_rec {
+    uint64_t id;                    /* job id */
+    uint64_t client_id;             /* its submitter */
+    uint64_t req_id;                /* batch > 0: its SUBMIT's req_id */
+    uint32_t batch;                 /* tasks of its SUBMIT if it was the first, else 0 */
+    taskq_submit_item_t task;       /* function, queue, priority, timeout, attempts, arg */
+    uint8_t state;                  /* tqd_job_state_t when stored */
+    uint16_t attempt;               /* the current attempt's number when stored */
+    tqd_attempt_rec_t running;      /* RUNNING: the attempt the stop interrupted
+                                       (attempt, worker, host, pid, started_ms) */
+    uint8_t status;                 /* FINISHED: taskq_status_t */
+    taskq_span_t result;            /* FINISHED: outcome payload */
+    uint64_t finished_ms;           /* FINISHED: when, on the broker's clock */
+    const tqd_attempt_rec_t *hist;  /* its failed attempts, oldest first */
+    uint16_t n_hist;                /* entries of hist */
+} tqd_job_rec_t;
+
+/*
+ * Put a stored job back (before any client or worker is connected): a
+ * queued job waits in its lane; a running one lost its attempt when the
+ * broker stopped, so it is queued again with that attempt counted and an
+ * entry in its history, or finishes LOST if it was its last; a finished
+ * one is retained.  Everything in r is copied.  The changed callback runs
+ * for a job whose state it changed (and finished, for one that is LOST:
+ * no client is connected yet, so it only records it).  Returns 0 and
+ * the job in *ret, -EEXIST for an id already there, -EINVAL for a record
+ * out of range, -ENOSPC (too many lanes) or -ENOMEM.
+ */
+int tqd_queue_restore(tqd_queue_t *q, const tqd_job_rec_t *r, uint64_t now, tqd_job_t **ret);
+
+/*
+ * Queue a retained job that failed (FAILED, LOST or TIMEDOUT) again, under
+ * the same id, at the back of its lane, with all its attempts available
+ * again and its history kept.  It now belongs to client_id (who asked for
+ * the retry), so its outcome goes there.  Returns 0, -ENOENT if job is not
+ * a failed retained job, -ENOSPC (too many lanes) or -ENOMEM (the job is
+ * left as it was).
+ */
+int tqd_queue_retry(tqd_queue_t *q, tqd_job_t *job, uint64_t client_id);
+
+/* true for the statuses `taskq failed` lists: FAILED, LOST, TIMEDOUT. */
+bool tqd_status_failed(uint8_t status);
+
 /* The job with this id (queued, running or retained), or NULL. */
 tqd_job_t *tqd_queue_find(const tqd_queue_t *q, uint64_t id);
 
@@ -171,10 +263,11 @@ int tqd_queue_attach(tqd_queue_t *q, tqd_worker_t *w);
  * rounds, each worker with free credit gets one job per round from the
  * highest-priority head among its lanes (ties rotate between lanes), until
  * no worker can take more.  The first worker of a round rotates between
- * calls.  Each job goes RUNNING with the next attempt number and is added
+ * calls.  Each job goes RUNNING with the next attempt number (started at
+ * now) and is added
  * to its worker's held and unsent sets; the assigned callback hears of it.
  */
-void tqd_queue_dispatch(tqd_queue_t *q);
+void tqd_queue_dispatch(tqd_queue_t *q, uint64_t now);
 
 /*
  * One DONE item from worker w.  If w does not hold (job, attempt), returns

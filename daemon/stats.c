@@ -67,7 +67,8 @@ int tqd_stats_encode(const tqd_broker_t *b, taskq_buf_t *out)
 
     msgpack_packer pk;
     msgpack_packer_init(&pk, out, taskq_buf_write);
-    if (msgpack_pack_map(&pk, 20) || pack_str(&pk, "version", 7) ||
+    const char *store = b->store->ops->name;
+    if (msgpack_pack_map(&pk, 25) || pack_str(&pk, "version", 7) ||
         pack_str(&pk, TASKQ_VERSION_STRING, strlen(TASKQ_VERSION_STRING)) ||
         pack_uint(&pk, "uptime_ms", b->now - b->started) ||
         pack_uint(&pk, "store_id", b->store->id) || pack_uint(&pk, "queued", q->queued) ||
@@ -77,7 +78,13 @@ int tqd_stats_encode(const tqd_broker_t *b, taskq_buf_t *out)
         pack_uint(&pk, "timedout", q->timedout) || pack_uint(&pk, "malformed", b->malformed) ||
         pack_uint(&pk, "stale", b->stale) || pack_uint(&pk, "unroutable", b->unroutable) ||
         pack_uint(&pk, "retained", q->retained) || pack_uint(&pk, "evicted", b->evicted) ||
-        pack_uint(&pk, "clients", clients) || pack_uint(&pk, "workers", b->workers.len))
+        pack_uint(&pk, "clients", clients) || pack_uint(&pk, "workers", b->workers.len) ||
+        pack_str(&pk, "store", 5) || pack_str(&pk, store, strlen(store)) ||
+        pack_uint(&pk, "store_bytes", tqd_store_size(b->store)) ||
+        pack_str(&pk, "store_ok", 8) ||
+        (b->store_failing ? msgpack_pack_false(&pk) : msgpack_pack_true(&pk)) ||
+        pack_uint(&pk, "storage_errors", b->storage_errors) ||
+        pack_uint(&pk, "duplicates", b->duplicates))
         return -ENOMEM;
 
     if (pack_str(&pk, "queues", 6) || msgpack_pack_array(&pk, q->n_queues))

@@ -8,10 +8,11 @@
 #include "os.h"
 #include "store.h"
 
-static int mem_recover(tqd_store_t *s, tqd_queue_t *q)
+static int mem_recover(tqd_store_t *s, tqd_queue_t *q, uint64_t now)
 {
     (void)s;
     (void)q;
+    (void)now;
     return 0;
 }
 

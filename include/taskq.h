@@ -1,7 +1,7 @@
 /*
  * taskq.h - the public API of libtaskq: the client side (submit tasks,
- * wait on futures, map, cancel, fetch by job id, statistics) and the worker
- * side (register functions, run them for a broker).
+ * wait on futures, map, cancel, fetch by job id, statistics, failed jobs)
+ * and the worker side (register functions, run them for a broker).
  *
  * Conventions, for every function below unless its comment says otherwise:
  *  - Functions that can fail return int: 0 on success or a negative
@@ -122,12 +122,12 @@ typedef struct taskq_client_opts {
  * that a broker answers.
  * All I/O happens inside the client's calls (no background thread of the
  * library runs the protocol): the waiting calls (taskq_future_wait,
- * taskq_wait_any, taskq_map, ping, stats) exchange messages, send
- * heartbeats and reconnect.  If the broker goes away, a waiting call
- * reconnects with backoff (100 ms doubling up to 3.2 s), sends again what
- * was not yet accepted and asks again for the outcomes it waits for; after
- * reconnect_limit_ms spent waiting without a broker, pending futures
- * resolve TASKQ_ECLOSED (the client stays usable).
+ * taskq_wait_any, taskq_map, ping, stats, failed, retry) exchange
+ * messages, send heartbeats and reconnect.  If the broker goes away, a
+ * waiting call reconnects with backoff (100 ms doubling up to 3.2 s),
+ * sends again what was not yet accepted and asks again for the outcomes
+ * it waits for; after reconnect_limit_ms spent waiting without a broker,
+ * pending futures resolve TASKQ_ECLOSED (the client stays usable).
  * Errors: TASKQ_EINVAL (bad endpoint or option), TASKQ_ENOMEM, TASKQ_ESYS.
  * The caller owns *ret_client and frees it with taskq_client_destroy().
  */
@@ -325,6 +325,85 @@ TASKQ_API int taskq_map(taskq_client_t *c, const char *function, size_t n,
  */
 TASKQ_API int taskq_client_stats(taskq_client_t *c, int32_t timeout_ms, void **ret_map,
                                  size_t *ret_len);
+
+/* ---- Failed jobs ------------------------------------------------------- */
+
+/*
+ * A failed job is one whose outcome is TASKQ_STATE_FAILED, _LOST or
+ * _RUNLIMIT and that the broker still retains (until a client collects
+ * the outcome, or for the broker's result retention time).  Its history
+ * lists the attempts that ended without a result.  Strings are
+ * NUL-terminated copies of what the broker sent (a NUL byte inside one
+ * ends it early); times are Unix time in milliseconds.
+ */
+typedef struct taskq_failed_attempt {
+    uint32_t attempt;     /* its number: 1 for the first delivery */
+    const char *worker;   /* the worker that held it, "" if unknown */
+    const char *host;     /* that worker's host, "" if unknown */
+    uint32_t pid;         /* that worker's process id, 0 if unknown */
+    uint64_t started_ms;  /* when it was sent to the worker, 0 if unknown */
+    uint64_t ended_ms;    /* when it ended */
+    const char *cause;    /* why it ended (the handler's error, the worker
+                             died, the run limit expired, ...) */
+} taskq_failed_attempt_t;
+
+typedef struct taskq_failed {
+    uint64_t job_id;                        /* the job */
+    taskq_state_t state;                    /* TASKQ_STATE_FAILED, _LOST or _RUNLIMIT */
+    const char *function;                   /* the function it called */
+    const char *queue;                      /* its queue */
+    uint32_t attempts;                      /* attempts it used */
+    uint64_t finished_ms;                   /* when it reached this outcome */
+    const char *error;                      /* the outcome's text, as
+                                               taskq_future_error() gives it */
+    const taskq_failed_attempt_t *history;  /* n_history entries, oldest first
+                                               (at most 1000) */
+    size_t n_history;
+} taskq_failed_t;
+
+/*
+ * One page of the failed jobs the broker retains, of every client: those
+ * with a job id above after, in id order, at most limit (1..10000) of them.
+ * Waits up to timeout_ms for the answer.  On success *ret_jobs is an array
+ * of *ret_count jobs (NULL and 0 when none is left), held with all its
+ * strings and histories in one allocation that the caller frees with
+ * taskq_failed_free().  The broker may send fewer than limit jobs before
+ * the end (to keep its reply within its frame limit), so to read the whole
+ * list, start with after = 0 and call again with after = the last job_id
+ * received until a call gives 0 jobs.  Listing changes nothing at the
+ * broker.
+ * Errors: TASKQ_EINVAL (limit out of range), TASKQ_ETIMEDOUT,
+ * TASKQ_ECLOSED, TASKQ_ENOMEM, TASKQ_EPROTO (the broker speaks another
+ * protocol version, or is too old to list failed jobs), TASKQ_EREFUSED
+ * (a job alone is too large for a reply).
+ */
+TASKQ_API int taskq_client_failed(taskq_client_t *c, uint64_t after, uint32_t limit,
+                                  int32_t timeout_ms, taskq_failed_t **ret_jobs,
+                                  size_t *ret_count);
+
+/* Free a page of taskq_client_failed() and set *jobs to NULL. */
+TASKQ_API void taskq_failed_free(taskq_failed_t **jobs);
+
+/*
+ * Queue the failed job job_id again under the same id (another process may
+ * have submitted it): its outcome is dropped, it gets all its attempts
+ * again, and its history is kept.  Waits up to timeout_ms for the broker
+ * to confirm (it does so once the job is stored), then returns 0 with a
+ * future of the job's new outcome in *ret_future, as taskq_future_attach()
+ * would give (the caller owns it).  Errors, where nothing is queued again:
+ * TASKQ_ENOJOB (the broker retains no failed job with this id: unknown,
+ * collected, expired, or already queued again), TASKQ_ESTORAGE (the broker
+ * cannot store it now), TASKQ_EINVAL (job_id 0), TASKQ_ETIMEDOUT (no answer
+ * yet: the job may or may not be queued again), TASKQ_ECLOSED,
+ * TASKQ_ENOMEM, TASKQ_EPROTO (as for taskq_client_failed()), or another
+ * refusal (TASKQ_EREFUSED, ...).  If the connection was lost after the
+ * request went out and the broker then answers that it holds no such
+ * failed job, the first request may have taken effect: the call then
+ * succeeds, and the future resolves to the job's outcome, or to
+ * TASKQ_ENOJOB if the broker does not know it.
+ */
+TASKQ_API int taskq_client_retry(taskq_client_t *c, uint64_t job_id, int32_t timeout_ms,
+                                 taskq_future_t **ret_future);
 
 /* ---- Worker ------------------------------------------------------------ */
 

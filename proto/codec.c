@@ -12,6 +12,9 @@
 #define DEPTH_CAP 256
 /* The protocol's own arrays that can enclose a payload: message, batch, item. */
 #define FRAME_LEVELS 3
+/* The deepest protocol structure: a FAILED_REPLY's message, job list, job,
+ * history and entry arrays. */
+#define PROTO_LEVELS 5
 /* Field ranges of PROTOCOL.md sections 3.1 and 3.2. */
 #define MAX_CREDIT 10000
 #define MAX_PRIORITY 1000
@@ -384,6 +387,20 @@ static int item_abandon(rd_t *r, const taskq_limits_t *lim, void *ret)
     return 0;
 }
 
+static int item_history(rd_t *r, const taskq_limits_t *lim, void *ret)
+{
+    taskq_history_item_t t;
+    int rc;
+    if ((rc = rd_item(r, 7)) < 0 || (rc = rd_u32(r, 0, UINT32_MAX, &t.attempt)) < 0 ||
+        (rc = rd_str(r, lim->max_name, false, &t.worker)) < 0 ||
+        (rc = rd_str(r, lim->max_name, false, &t.host)) < 0 ||
+        (rc = rd_u32(r, 0, UINT32_MAX, &t.pid)) < 0 || (rc = rd_u64(r, &t.started_ms)) < 0 ||
+        (rc = rd_u64(r, &t.ended_ms)) < 0 || (rc = rd_str(r, lim->max_text, false, &t.cause)) < 0)
+        return rc;
+    *(taskq_history_item_t *)ret = t;
+    return 0;
+}
+
 /*
  * A list of items: more than limit entries is TOO_MANY, fewer than min or
  * more than max is BAD_FIELD.  Every item is validated now; *ret lets the
@@ -400,6 +417,8 @@ static int rd_list(rd_t *r, const taskq_limits_t *lim, item_fn *fn, uint32_t lim
         taskq_task_item_t task;
         taskq_done_item_t done;
         taskq_abandon_item_t abandon;
+        taskq_history_item_t history;
+        taskq_failed_item_t failed;
     } scratch;
     hdr_t h;
     int rc = rd_hdr(r, &h);
@@ -424,6 +443,29 @@ static int rd_batch(rd_t *r, const taskq_limits_t *lim, item_fn *fn, taskq_iter_
     return rd_list(r, lim, fn, lim->max_batch, 1, UINT32_MAX, ret);
 }
 
+/* A FAILED_REPLY job, whose history is a list of its own. */
+static int item_failed(rd_t *r, const taskq_limits_t *lim, void *ret)
+{
+    taskq_failed_item_t t;
+    int rc;
+    if ((rc = rd_item(r, 8)) < 0 || (rc = rd_u64(r, &t.job_id)) < 0 ||
+        (rc = rd_u8(r, TASKQ_STATUS_FAILED, TASKQ_STATUS_TIMEDOUT, &t.status)) < 0)
+        return rc;
+    /* A cancelled job is not a failed one. */
+    if (t.status == TASKQ_STATUS_CANCELLED)
+        return ERR(BAD_FIELD);
+    if ((rc = rd_str(r, lim->max_name, true, &t.function)) < 0 ||
+        (rc = rd_str(r, lim->max_name, true, &t.queue)) < 0 ||
+        (rc = rd_u32(r, 0, UINT32_MAX, &t.attempts)) < 0 ||
+        (rc = rd_u64(r, &t.finished_ms)) < 0 ||
+        (rc = rd_text_payload(r, lim->max_text, &t.payload)) < 0 ||
+        (rc = rd_list(r, lim, item_history, TASKQ_PROTO_MAX_HISTORY, 0, UINT32_MAX,
+                      &t.history)) < 0)
+        return rc;
+    *(taskq_failed_item_t *)ret = t;
+    return 0;
+}
+
 /* ---- Messages ---------------------------------------------------------- */
 
 /* Array length of each message type, version and type included. */
@@ -433,7 +475,8 @@ static const uint8_t msg_fields[TASKQ_MSG_MAX + 1] = {
     [TASKQ_MSG_ACCEPTED] = 5,  [TASKQ_MSG_RESULT] = 3,  [TASKQ_MSG_CANCEL] = 3,
     [TASKQ_MSG_WATCH] = 3,     [TASKQ_MSG_STATS] = 3,   [TASKQ_MSG_STATS_REPLY] = 4,
     [TASKQ_MSG_TASKS] = 3,     [TASKQ_MSG_DONE] = 3,    [TASKQ_MSG_ABANDON] = 3,
-    [TASKQ_MSG_ACK] = 3,
+    [TASKQ_MSG_ACK] = 3,       [TASKQ_MSG_FAILED] = 5,  [TASKQ_MSG_FAILED_REPLY] = 4,
+    [TASKQ_MSG_RETRY] = 4,
 };
 
 static int dec_hello(rd_t *r, const taskq_limits_t *lim, taskq_hello_t *h)
@@ -511,19 +554,35 @@ static int dec_fields(rd_t *r, const taskq_limits_t *lim, taskq_msg_t *m)
         return rd_batch(r, lim, item_task, &m->u.tasks);
     case TASKQ_MSG_DONE:
         return rd_batch(r, lim, item_done, &m->u.done);
-    default: /* TASKQ_MSG_ABANDON: the type was checked by the caller */
+    case TASKQ_MSG_ABANDON:
         return rd_batch(r, lim, item_abandon, &m->u.abandon);
+    case TASKQ_MSG_FAILED:
+        if ((rc = rd_u64(r, &m->u.failed.req_id)) < 0 ||
+            (rc = rd_u64(r, &m->u.failed.after)) < 0)
+            return rc;
+        return rd_u32(r, 1, lim->max_batch, &m->u.failed.limit);
+    case TASKQ_MSG_FAILED_REPLY:
+        if ((rc = rd_u64(r, &m->u.failed_reply.req_id)) < 0)
+            return rc;
+        return rd_list(r, lim, item_failed, lim->max_batch, 0, UINT32_MAX,
+                       &m->u.failed_reply.jobs);
+    default: /* TASKQ_MSG_RETRY: the type was checked by the caller */
+        if ((rc = rd_u64(r, &m->u.retry.req_id)) < 0)
+            return rc;
+        return rd_u64(r, &m->u.retry.job_id);
     }
 }
 
 /* The structure of a whole frame (len > 0): one complete array and nothing
- * after it.  No payload can sit deeper than FRAME_LEVELS + max_depth. */
+ * after it.  No payload can sit deeper than FRAME_LEVELS + max_depth, and
+ * no protocol array deeper than PROTO_LEVELS. */
 static int check_frame(const uint8_t *buf, size_t len, uint32_t max_depth)
 {
     rd_t r = {buf, buf + len};
     if (!((buf[0] >= 0x90 && buf[0] <= 0x9f) || buf[0] == 0xdc || buf[0] == 0xdd))
         return ERR(MALFORMED);
-    int rc = rd_skip(&r, depth_limit(max_depth) + FRAME_LEVELS);
+    uint32_t levels = depth_limit(max_depth) + FRAME_LEVELS;
+    int rc = rd_skip(&r, levels > PROTO_LEVELS ? levels : PROTO_LEVELS);
     if (rc < 0)
         return rc;
     return r.p == r.end ? 0 : ERR(MALFORMED);
@@ -551,7 +610,9 @@ uint64_t taskq_msg_ref(const void *buf, size_t len)
     if (rd_hdr(&r, &h) < 0 || h.kind != K_ARRAY || h.n < 3 ||
         rd_uint(&r, TASKQ_PROTO_VERSION, TASKQ_PROTO_VERSION, &type) < 0 ||
         rd_uint(&r, TASKQ_MSG_MIN, TASKQ_MSG_MAX, &type) < 0 ||
-        (type != TASKQ_MSG_SUBMIT && type != TASKQ_MSG_STATS) || rd_u64(&r, &ref) < 0)
+        (type != TASKQ_MSG_SUBMIT && type != TASKQ_MSG_STATS && type != TASKQ_MSG_FAILED &&
+         type != TASKQ_MSG_RETRY) ||
+        rd_u64(&r, &ref) < 0)
         return 0;
     return ref;
 }
@@ -660,6 +721,16 @@ int taskq_iter_done(taskq_iter_t *it, taskq_done_item_t *ret)
 int taskq_iter_abandon(taskq_iter_t *it, taskq_abandon_item_t *ret)
 {
     return iter_next(it, item_abandon, ret);
+}
+
+int taskq_iter_failed(taskq_iter_t *it, taskq_failed_item_t *ret)
+{
+    return iter_next(it, item_failed, ret);
+}
+
+int taskq_iter_history(taskq_iter_t *it, taskq_history_item_t *ret)
+{
+    return iter_next(it, item_history, ret);
 }
 
 int taskq_span_str(taskq_span_t obj, taskq_span_t *ret)

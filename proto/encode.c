@@ -1,7 +1,8 @@
 /*
  * encode.c - the message encoders: msgpack-c's packer writes the shortest
  * encoding of every field into a taskq_buf_t, and payloads (arguments,
- * results, the stats map) are appended as the bytes they already are.
+ * results, outcome texts, the stats map) are appended as the bytes they
+ * already are.
  */
 #include "taskq_proto.h"
 
@@ -187,6 +188,47 @@ int taskq_enc_abandon_item(taskq_buf_t *b, const taskq_abandon_item_t *a)
     msgpack_packer pk = packer(b);
     return finish(msgpack_pack_array(&pk, 2) || msgpack_pack_uint64(&pk, a->job_id) ||
                 msgpack_pack_uint32(&pk, a->attempt));
+}
+
+int taskq_enc_failed(taskq_buf_t *b, uint64_t req_id, uint64_t after, uint32_t limit)
+{
+    msgpack_packer pk = packer(b);
+    return finish(pack_head(&pk, 5, TASKQ_MSG_FAILED) || msgpack_pack_uint64(&pk, req_id) ||
+                msgpack_pack_uint64(&pk, after) || msgpack_pack_uint32(&pk, limit));
+}
+
+int taskq_enc_failed_reply_begin(taskq_buf_t *b, uint64_t req_id, uint32_t count)
+{
+    msgpack_packer pk = packer(b);
+    return finish(pack_head(&pk, 4, TASKQ_MSG_FAILED_REPLY) ||
+                msgpack_pack_uint64(&pk, req_id) || msgpack_pack_array(&pk, count));
+}
+
+int taskq_enc_failed_item(taskq_buf_t *b, const taskq_failed_item_t *f, uint32_t n_history)
+{
+    msgpack_packer pk = packer(b);
+    return finish(msgpack_pack_array(&pk, 8) || msgpack_pack_uint64(&pk, f->job_id) ||
+                msgpack_pack_uint8(&pk, f->status) || pack_span(&pk, f->function) ||
+                pack_span(&pk, f->queue) || msgpack_pack_uint32(&pk, f->attempts) ||
+                msgpack_pack_uint64(&pk, f->finished_ms) ||
+                taskq_buf_append(b, f->payload.ptr, f->payload.len) ||
+                msgpack_pack_array(&pk, n_history));
+}
+
+int taskq_enc_history_item(taskq_buf_t *b, const taskq_history_item_t *h)
+{
+    msgpack_packer pk = packer(b);
+    return finish(msgpack_pack_array(&pk, 7) || msgpack_pack_uint32(&pk, h->attempt) ||
+                pack_span(&pk, h->worker) || pack_span(&pk, h->host) ||
+                msgpack_pack_uint32(&pk, h->pid) || msgpack_pack_uint64(&pk, h->started_ms) ||
+                msgpack_pack_uint64(&pk, h->ended_ms) || pack_span(&pk, h->cause));
+}
+
+int taskq_enc_retry(taskq_buf_t *b, uint64_t req_id, uint64_t job_id)
+{
+    msgpack_packer pk = packer(b);
+    return finish(pack_head(&pk, 4, TASKQ_MSG_RETRY) || msgpack_pack_uint64(&pk, req_id) ||
+                msgpack_pack_uint64(&pk, job_id));
 }
 
 int taskq_enc_str(taskq_buf_t *b, const char *text, size_t len)

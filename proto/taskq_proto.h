@@ -36,10 +36,16 @@ typedef enum taskq_msg_type {
     TASKQ_MSG_DONE = 14,        /* worker -> broker: a batch of outcomes */
     TASKQ_MSG_ABANDON = 15,     /* broker -> worker: stop these attempts */
     TASKQ_MSG_ACK = 16,         /* client -> broker: outcomes received */
+    TASKQ_MSG_FAILED = 17,      /* client -> broker: list failed jobs */
+    TASKQ_MSG_FAILED_REPLY = 18, /* broker -> client: a page of failed jobs */
+    TASKQ_MSG_RETRY = 19,       /* client -> broker: queue a failed job again */
 } taskq_msg_type_t;
 
 #define TASKQ_MSG_MIN TASKQ_MSG_HELLO
-#define TASKQ_MSG_MAX TASKQ_MSG_ACK
+#define TASKQ_MSG_MAX TASKQ_MSG_RETRY
+
+/* Most history entries of one job in FAILED_REPLY (PROTOCOL.md 3.9). */
+#define TASKQ_PROTO_MAX_HISTORY 1000
 
 /* Roles named in HELLO. */
 typedef enum taskq_role {
@@ -117,7 +123,8 @@ typedef struct taskq_limits {
     uint32_t max_frame;     /* whole message (default 64 MiB) */
     uint32_t max_name;      /* function, queue, worker/host name (default 255) */
     uint32_t max_text;      /* error, BYE and outcome texts (default 65536) */
-    uint32_t max_batch;     /* items in SUBMIT/RESULT/TASKS/DONE/... (default 10000) */
+    uint32_t max_batch;     /* items in SUBMIT/RESULT/TASKS/DONE/..., jobs in
+                               FAILED_REPLY, FAILED limit (default 10000) */
     uint32_t max_list;      /* queues or functions in HELLO (default 1024) */
     uint32_t max_depth;     /* nesting of an embedded payload (default 64;
                                values above 256 act as 256) */
@@ -215,6 +222,31 @@ typedef struct taskq_abandon_item {
     uint32_t attempt; /* the attempt to stop */
 } taskq_abandon_item_t;
 
+/* One entry of a failed job's history:
+ * [attempt, worker, host, pid, started_ms, ended_ms, cause] */
+typedef struct taskq_history_item {
+    uint32_t attempt;     /* the attempt's number */
+    taskq_span_t worker;  /* its worker's name, <= max_name; empty: unknown */
+    taskq_span_t host;    /* that worker's host, <= max_name; empty: unknown */
+    uint32_t pid;         /* that worker's process id; 0: unknown */
+    uint64_t started_ms;  /* Unix time (ms) the attempt was sent; 0: unknown */
+    uint64_t ended_ms;    /* Unix time (ms) it ended */
+    taskq_span_t cause;   /* why it ended, <= max_text */
+} taskq_history_item_t;
+
+/* One job of FAILED_REPLY:
+ * [job_id, status, function, queue, attempts, finished_ms, payload, [entry...]] */
+typedef struct taskq_failed_item {
+    uint64_t job_id;       /* the job */
+    uint8_t status;        /* TASKQ_STATUS_FAILED, _LOST or _TIMEDOUT */
+    taskq_span_t function; /* non-empty, <= max_name */
+    taskq_span_t queue;    /* non-empty, <= max_name */
+    uint32_t attempts;     /* attempts it used */
+    uint64_t finished_ms;  /* Unix time (ms) it got its outcome */
+    taskq_span_t payload;  /* one encoded msgpack str: the outcome's text */
+    taskq_iter_t history;  /* taskq_history_item_t, oldest first, 0..1000 */
+} taskq_failed_item_t;
+
 /* A decoded frame.  Spans and iterators point into the frame's bytes. */
 typedef struct taskq_msg {
     uint8_t type; /* TASKQ_MSG_* */
@@ -242,6 +274,19 @@ typedef struct taskq_msg {
         taskq_iter_t tasks;               /* TASKS: taskq_task_item_t */
         taskq_iter_t done;                /* DONE: taskq_done_item_t */
         taskq_iter_t abandon;             /* ABANDON: taskq_abandon_item_t */
+        struct {
+            uint64_t req_id;              /* client-chosen, echoed in the reply */
+            uint64_t after;               /* list jobs with ids above this */
+            uint32_t limit;               /* at most this many, 1..max_batch */
+        } failed;                         /* FAILED: [1, 17, req_id, after, limit] */
+        struct {
+            uint64_t req_id;              /* the FAILED req_id */
+            taskq_iter_t jobs;            /* taskq_failed_item_t, 0..max_batch */
+        } failed_reply;                   /* FAILED_REPLY: [1, 18, req_id, [job...]] */
+        struct {
+            uint64_t req_id;              /* client-chosen, echoed in ACCEPTED */
+            uint64_t job_id;              /* the failed job to queue again */
+        } retry;                          /* RETRY: [1, 19, req_id, job_id] */
     } u;
 } taskq_msg_t;
 
@@ -255,7 +300,9 @@ typedef struct taskq_msg {
  *     of a valid frame is TRUNCATED); MALFORMED for the reserved byte 0xc1,
  *     bytes after the array, or a top level that is not a non-empty array;
  *     TOO_DEEP when anything nests more than max_depth + 3 levels (the 3
- *     being the message, batch and item arrays that can hold a payload);
+ *     being the message, batch and item arrays that can hold a payload),
+ *     or more than 5 (the arrays of a FAILED_REPLY history entry) if that
+ *     is more;
  *  3. the version: element 0 must be the integer 1 (VERSION otherwise,
  *     whatever element 0 holds);
  *  4. a frame with element 0 only is MALFORMED; element 1 must be an
@@ -264,11 +311,14 @@ typedef struct taskq_msg {
  *  6. the fields, in order, and the items of lists in order: the wrong
  *     msgpack type or a value out of range is BAD_FIELD (also an empty
  *     batch, an empty name where one is required, a batch item that is
- *     not an array, the HELLO role rules of PROTOCOL.md section 3.1, and a
- *     non-DONE outcome whose payload is not a str); a string over its
- *     limit is TOO_LONG (names: max_name; BYE reason, ERROR text and
- *     outcome texts: max_text); a list over its limit is TOO_MANY
- *     (batches: max_batch; HELLO lists: max_list); a batch item with the
+ *     not an array, the HELLO role rules of PROTOCOL.md section 3.1, a
+ *     non-DONE outcome whose payload is not a str, a FAILED limit outside
+ *     1..max_batch, and a FAILED_REPLY status other than FAILED, LOST or
+ *     TIMEDOUT); a string over its limit is TOO_LONG (names, worker and
+ *     host: max_name; BYE reason, ERROR text, outcome texts and history
+ *     causes: max_text); a list over its limit is TOO_MANY (batches and
+ *     FAILED_REPLY jobs: max_batch; HELLO lists: max_list; a history:
+ *     TASKQ_PROTO_MAX_HISTORY); a batch item or history entry with the
  *     wrong number of fields is MALFORMED; a payload (argument, result,
  *     stats map) nested deeper than max_depth is TOO_DEEP.
  * Integers may use any msgpack encoding that holds the value.
@@ -284,15 +334,15 @@ typedef struct taskq_msg {
 int taskq_msg_decode(const void *buf, size_t len, const taskq_limits_t *lim,
                      taskq_msg_t *ret, uint8_t *ret_type);
 
-/* HELLO queues and functions. */
 /*
- * For a frame taskq_msg_decode() refused: the req_id of a SUBMIT or STATS
- * whose version, type and req_id fields can still be read, so that the
- * ERROR reply can name the request; 0 otherwise.  Bounds-checked like the
- * decoder.
+ * For a frame taskq_msg_decode() refused: the req_id of a SUBMIT, STATS,
+ * FAILED or RETRY whose version, type and req_id fields can still be read,
+ * so that the ERROR reply can name the request; 0 otherwise.
+ * Bounds-checked like the decoder.
  */
 uint64_t taskq_msg_ref(const void *buf, size_t len);
 
+/* HELLO queues and functions. */
 int taskq_iter_str(taskq_iter_t *it, taskq_span_t *ret);
 /* CANCEL, WATCH and ACK job ids. */
 int taskq_iter_u64(taskq_iter_t *it, uint64_t *ret);
@@ -301,6 +351,9 @@ int taskq_iter_result(taskq_iter_t *it, taskq_result_item_t *ret);
 int taskq_iter_task(taskq_iter_t *it, taskq_task_item_t *ret);
 int taskq_iter_done(taskq_iter_t *it, taskq_done_item_t *ret);
 int taskq_iter_abandon(taskq_iter_t *it, taskq_abandon_item_t *ret);
+/* FAILED_REPLY jobs, and the history of one of them. */
+int taskq_iter_failed(taskq_iter_t *it, taskq_failed_item_t *ret);
+int taskq_iter_history(taskq_iter_t *it, taskq_history_item_t *ret);
 
 /*
  * Read a msgpack str object (a payload of a non-DONE status, for instance)
@@ -369,6 +422,14 @@ int taskq_enc_done_begin(taskq_buf_t *b, uint32_t count);
 int taskq_enc_done_item(taskq_buf_t *b, const taskq_done_item_t *d);
 int taskq_enc_abandon_begin(taskq_buf_t *b, uint32_t count);
 int taskq_enc_abandon_item(taskq_buf_t *b, const taskq_abandon_item_t *a);
+int taskq_enc_failed(taskq_buf_t *b, uint64_t req_id, uint64_t after, uint32_t limit);
+int taskq_enc_failed_reply_begin(taskq_buf_t *b, uint64_t req_id, uint32_t count);
+/* One job of a FAILED_REPLY: its fields (f->history is not read) and the
+ * header of its history of n_history entries; exactly n_history
+ * taskq_enc_history_item() calls must follow, oldest entry first. */
+int taskq_enc_failed_item(taskq_buf_t *b, const taskq_failed_item_t *f, uint32_t n_history);
+int taskq_enc_history_item(taskq_buf_t *b, const taskq_history_item_t *h);
+int taskq_enc_retry(taskq_buf_t *b, uint64_t req_id, uint64_t job_id);
 
 /* Append one msgpack str object holding text (for non-DONE payloads). */
 int taskq_enc_str(taskq_buf_t *b, const char *text, size_t len);

@@ -137,6 +137,15 @@ static void setup_pool(void)
     ck_assert_int_eq(th_wait_workers(client, 2, 20000), 0);
 }
 
+/* A broker and one test_worker named tw1 (square, fail, flaky, ...). */
+static void setup_test_worker(void)
+{
+    setup_broker();
+    const char *const args[] = {"--name", "tw1", NULL};
+    ck_assert_int_gt(th_worker_start(broker.endpoint, args), 0);
+    ck_assert_int_eq(th_wait_workers(client, 1, 20000), 0);
+}
+
 static void teardown(void)
 {
     static const char *const tags[] = {"tq", "bg"}, *const exts[] = {"in", "out", "err"};
@@ -407,6 +416,10 @@ START_TEST(test_status_counts)
     ck_assert_int_eq(int_at(tasks, "running"), 0);
     ck_assert_int_eq(int_at(tasks, "failed"), 0);
     ck_assert(json_is_number(json_object_get(tasks, "rate")));
+    const json_t *store = json_object_get(doc, "store");
+    ck_assert_str_eq(json_string_value(json_object_get(store, "name")), "memory");
+    ck_assert(json_is_true(json_object_get(store, "ok")));
+    ck_assert_int_eq(int_at(store, "errors"), 0);
 
     const json_t *queues = json_object_get(doc, "queues");
     ck_assert_uint_eq(json_array_size(queues), 1);
@@ -438,6 +451,7 @@ START_TEST(test_status_counts)
                                  "default       0        0     5       0        0"),
                   "%s", r->out);
     ck_assert_msg(strstr(r->out, "WORKER") && strstr(r->out, "PROCS"), "%s", r->out);
+    ck_assert_msg(strstr(r->out, "store: memory, 0.0 MiB on disk, ok\n"), "%s", r->out);
 
     r = TQ("ping");
     ck_assert_exit(r, 0);
@@ -593,13 +607,160 @@ START_TEST(test_wait_and_cancel_by_id)
 }
 END_TEST
 
+/* ---- failed and retry -------------------------------------------------- */
+
+/* The JSON line of job id in the output of `taskq failed --json`, or NULL
+ * (caller releases it); *ret_lines gets the number of lines. */
+static json_t *failed_line(const char *out, uint64_t id, size_t *ret_lines)
+{
+    json_t *found = NULL;
+    size_t lines = 0;
+    for (const char *p = out; *p; lines++) {
+        json_error_t e;
+        json_t *v = json_loads(p, JSON_DISABLE_EOF_CHECK, &e);
+        ck_assert_msg(v != NULL, "not JSON: %s", p);
+        if (!found && int_at(v, "job") == (json_int_t)id)
+            found = json_incref(v);
+        json_decref(v);
+        const char *eol = strchr(p, '\n');
+        ck_assert_ptr_nonnull(eol);
+        p = eol + 1;
+    }
+    *ret_lines = lines;
+    return found;
+}
+
+static const char *str_at(const json_t *obj, const char *key)
+{
+    const char *v = json_string_value(json_object_get(obj, key));
+    ck_assert_msg(v != NULL, "no string %s", key);
+    return v;
+}
+
+/* Check history entry i of a failed job's JSON: its attempt, the test
+ * worker that ran it, sane times, and its cause. */
+static void check_entry(const json_t *job, size_t i, json_int_t attempt, const char *cause)
+{
+    const json_t *e = json_array_get(json_object_get(job, "history"), i);
+    ck_assert_ptr_nonnull(e);
+    ck_assert_int_eq(int_at(e, "attempt"), attempt);
+    ck_assert_str_eq(str_at(e, "worker"), "tw1");
+    ck_assert_str_ne(str_at(e, "host"), "");
+    ck_assert_int_gt(int_at(e, "pid"), 0);
+    ck_assert_int_gt(int_at(e, "started_ms"), 0);
+    ck_assert_int_ge(int_at(e, "ended_ms"), int_at(e, "started_ms"));
+    ck_assert_str_eq(str_at(e, "cause"), cause);
+}
+
+START_TEST(test_failed_and_retry)
+{
+    char fail_id[32], flaky_id[32], want[128];
+    size_t lines;
+
+    ck_assert_exit(TQ("failed"), 0);
+    ck_assert_str_eq(res.out, "No failed jobs.\n");
+    /* A handler error ends a job at once; flaky asks for another attempt
+     * every time, so it fails on its last. */
+    uint64_t fail = detach("fail", "5");
+    result_t *r = TQ("call", "--detach", "--attempts", "2", "flaky", "10");
+    ck_assert_exit(r, 0);
+    uint64_t flaky = strtoull(r->out, NULL, 10);
+    snprintf(fail_id, sizeof fail_id, "%llu", (unsigned long long)fail);
+    snprintf(flaky_id, sizeof flaky_id, "%llu", (unsigned long long)flaky);
+    wait_stat("failed", 2);
+
+    int64_t now_ms = (int64_t)time(NULL) * 1000;
+    r = TQ("failed", "--json");
+    ck_assert_exit(r, 0);
+    json_t *v = failed_line(r->out, fail, &lines);
+    ck_assert_uint_eq(lines, 2);
+    ck_assert_ptr_nonnull(v);
+    ck_assert_str_eq(str_at(v, "state"), "failed");
+    ck_assert_str_eq(str_at(v, "function"), "fail");
+    ck_assert_str_eq(str_at(v, "queue"), "default");
+    ck_assert_str_eq(str_at(v, "error"), "failed on purpose (5)");
+    ck_assert_int_eq(int_at(v, "attempts"), 1);
+    ck_assert_int_lt(llabs(int_at(v, "finished_ms") - now_ms), 60000);
+    ck_assert_uint_eq(json_array_size(json_object_get(v, "history")), 1);
+    check_entry(v, 0, 1, "failed on purpose (5)");
+    json_decref(v);
+    v = failed_line(r->out, flaky, &lines);
+    ck_assert_ptr_nonnull(v);
+    ck_assert_str_eq(str_at(v, "error"), "transient failure on attempt 2");
+    ck_assert_int_eq(int_at(v, "attempts"), 2);
+    ck_assert_uint_eq(json_array_size(json_object_get(v, "history")), 2);
+    check_entry(v, 0, 1, "transient failure on attempt 1");
+    check_entry(v, 1, 2, "transient failure on attempt 2");
+    json_decref(v);
+
+    /* --limit: the oldest first. */
+    r = TQ("failed", "--json", "--limit", "1");
+    ck_assert_exit(r, 0);
+    v = failed_line(r->out, fail < flaky ? fail : flaky, &lines);
+    ck_assert_uint_eq(lines, 1);
+    ck_assert_ptr_nonnull(v);
+    json_decref(v);
+
+    /* The table: a row per job, a line per attempt under it. */
+    r = TQ("failed");
+    ck_assert_exit(r, 0);
+    ck_assert_msg(strstr(r->out, "JOB  STATE   FUNCTION  QUEUE    ATTEMPTS  FINISHED "), "%s",
+                  r->out);
+    snprintf(want, sizeof want, "%s  failed  fail ", fail_id);
+    ck_assert_msg(strstr(r->out, want), "no row \"%s\" in:\n%s", want, r->out);
+    ck_assert_msg(strstr(r->out, "  failed on purpose (5)\n      attempt 1: tw1@"), "%s", r->out);
+    ck_assert_msg(strstr(r->out, ", transient failure on attempt 2\n"), "%s", r->out);
+
+    /* retry --wait runs it again: it fails again, and its history grows. */
+    r = TQ("retry", "--wait", fail_id);
+    ck_assert_exit(r, 1);
+    json_decref(outcome(r->out, fail, "failed"));
+    snprintf(want, sizeof want, "job %s queued again\n", fail_id);
+    ck_assert_str_eq(r->err, want);
+    r = TQ("failed", "--json");
+    ck_assert_exit(r, 0);
+    v = failed_line(r->out, fail, &lines);
+    ck_assert_ptr_nonnull(v);
+    ck_assert_uint_eq(json_array_size(json_object_get(v, "history")), 2);
+    check_entry(v, 0, 1, "failed on purpose (5)");
+    check_entry(v, 1, 1, "failed on purpose (5)");
+    json_decref(v);
+
+    /* Without --wait it only says so; a second retry of a job that runs
+     * again is refused, as is one of an unknown job. */
+    r = TQ("retry", flaky_id);
+    ck_assert_exit(r, 0);
+    snprintf(want, sizeof want, "job %s queued again\n", flaky_id);
+    ck_assert_str_eq(r->out, want);
+    r = TQ("retry", "999999");
+    ck_assert_exit(r, 1);
+    ck_assert_str_eq(r->err, "taskq: job 999999: the broker keeps no failed job with this id "
+                             "(taskq failed)\n");
+
+    /* Collecting the outcomes takes the jobs off the list. */
+    wait_stat("failed", 4);
+    ck_assert_exit(TQ("wait", fail_id, flaky_id), 1);
+    ck_assert_exit(TQ("failed"), 0);
+    ck_assert_str_eq(res.out, "No failed jobs.\n");
+    r = TQ("retry", "--wait", "--timeout", "5", fail_id);
+    ck_assert_exit(r, 1);
+    ck_assert_str_eq(r->out, "");
+
+    ck_assert_exit(TQ("retry"), 2);
+    ck_assert_exit(TQ("retry", "--timeout", "1", fail_id), 2);
+    ck_assert_exit(TQ("failed", "--limit", "0"), 2);
+    ck_assert_exit(TQ("failed", "extra"), 2);
+}
+END_TEST
+
 /* ---- no broker, usage ------------------------------------------------ */
 
 START_TEST(test_no_broker)
 {
     th_broker_stop(&broker, SIGTERM);
     static const char *const cmds[][4] = {
-        {"ping"}, {"status"}, {"run", "true"}, {"call", "echo"}, {"wait", "1"}, {"cancel", "1"},
+        {"ping"},       {"status"},      {"run", "true"}, {"call", "echo"},
+        {"wait", "1"},  {"cancel", "1"}, {"failed"},      {"retry", "1"},
     };
     char want[300];
     snprintf(want, sizeof want, "taskq: no answer from %s within 1 s — is taskqd running?\n",
@@ -616,7 +777,8 @@ END_TEST
 
 START_TEST(test_help_and_usage)
 {
-    static const char *const cmds[] = {"run", "map", "call", "wait", "cancel", "status", "ping"};
+    static const char *const cmds[] = {"run",    "map",   "call",   "wait", "cancel",
+                                       "failed", "retry", "status", "ping"};
     for (size_t i = 0; i < sizeof cmds / sizeof cmds[0]; i++) {
         char usage[64];
         snprintf(usage, sizeof usage, "Usage: taskq %s", cmds[i]);
@@ -762,6 +924,59 @@ START_TEST(test_json_conversions)
 }
 END_TEST
 
+
+/* A broker on a database, with one test_worker named tw1. */
+static void setup_durable(void)
+{
+    static char db[300];
+    static const char *args[] = {"--db", db, NULL};
+    memset(&broker, 0, sizeof broker);
+    ck_assert_int_eq(th_broker_dir(&broker), 0);
+    snprintf(db, sizeof db, "%s/taskq.db", broker.dir);
+    ck_assert_int_eq(th_broker_start(&broker, NULL, args), 0);
+    setenv("TASKQ_TEST_DIR", broker.dir, 1);
+    ck_assert_int_eq(taskq_client_new(broker.endpoint, NULL, &client), 0);
+    const char *const wargs[] = {"--name", "tw1", NULL};
+    ck_assert_int_gt(th_worker_start(broker.endpoint, wargs), 0);
+    ck_assert_int_eq(th_wait_workers(client, 1, 20000), 0);
+}
+
+/* Outcomes nobody collected, and failed jobs with their history, outlive
+ * a crash of the broker: `taskq wait` and `taskq failed` find them after
+ * the restart. */
+START_TEST(test_outcomes_survive_restart)
+{
+    char done_id[32];
+    uint64_t done = detach("echo", "{\"n\": 7}");
+    uint64_t fail = detach("fail", "3");
+    snprintf(done_id, sizeof done_id, "%llu", (unsigned long long)done);
+    wait_stat("done", 1);
+    wait_stat("failed", 1);
+    ck_assert_int_eq(th_broker_stop(&broker, SIGKILL) != -1, 1);
+    ck_assert_int_eq(th_broker_restart(&broker), 0);
+
+    size_t lines;
+    result_t *r = TQ("failed", "--json");
+    ck_assert_exit(r, 0);
+    json_t *v = failed_line(r->out, fail, &lines);
+    ck_assert_uint_eq(lines, 1);
+    ck_assert_ptr_nonnull(v);
+    ck_assert_str_eq(str_at(v, "error"), "failed on purpose (3)");
+    check_entry(v, 0, 1, "failed on purpose (3)");
+    json_decref(v);
+
+    r = TQ("wait", done_id);
+    ck_assert_exit(r, 0);
+    v = outcome(r->out, done, "done");
+    ck_assert_int_eq(int_at(json_object_get(v, "result"), "n"), 7);
+    json_decref(v);
+    /* Collected: gone, also for the next process that asks. */
+    r = TQ("wait", done_id);
+    ck_assert_exit(r, 1);
+    json_decref(outcome(r->out, done, "unknown"));
+}
+END_TEST
+
 int main(void)
 {
     const th_case_t cases[] = {
@@ -775,6 +990,8 @@ int main(void)
         {"status", test_status_counts, 60, setup_pool, teardown},
         {"status_watch", test_status_watch, 60, setup_pool, teardown},
         {"wait_cancel", test_wait_and_cancel_by_id, 90, setup_pool, teardown},
+        {"failed_retry", test_failed_and_retry, 120, setup_test_worker, teardown},
+        {"restart", test_outcomes_survive_restart, 120, setup_durable, teardown},
         {"no_broker", test_no_broker, 60, setup_broker, teardown},
         {"help", test_help_and_usage, 60, setup_broker, teardown},
         {"json", test_json_conversions, 30, NULL, NULL},

@@ -590,6 +590,113 @@ START_TEST(test_garbage_then_normal_client)
 }
 END_TEST
 
+
+/* Receive one message within 5 s into buf (cap bytes) and decode it. */
+static void raw_recv(struct raw *r, uint8_t *buf, size_t cap, taskq_msg_t *msg)
+{
+    zmq_pollitem_t it = {r->sock, 0, ZMQ_POLLIN, 0};
+    ck_assert_int_eq(zmq_poll(&it, 1, 5000), 1);
+    int n = zmq_recv(r->sock, buf, cap, 0);
+    ck_assert_int_gt(n, 0);
+    ck_assert_int_le(n, (int)cap);
+    taskq_limits_t lim;
+    taskq_limits_default(&lim);
+    ck_assert_int_eq(taskq_msg_decode(buf, (size_t)n, &lim, msg, NULL), 0);
+}
+
+/* HELLO as client 777 on r; WELCOME's store_id. */
+static uint64_t raw_hello_client(struct raw *r)
+{
+    uint8_t b[256];
+    size_t n = pack(b, sizeof b, "auuuussuuaa", 10u, (uint64_t)1, (uint64_t)TASKQ_MSG_HELLO,
+                    (uint64_t)TASKQ_ROLE_CLIENT, (uint64_t)777, "raw", "host", (uint64_t)1,
+                    (uint64_t)0, 0u, 0u);
+    ck_assert_int_eq(zmq_send(r->sock, b, n, 0), (int)n);
+    taskq_msg_t m;
+    raw_recv(r, b, sizeof b, &m);
+    ck_assert_int_eq(m.type, TASKQ_MSG_WELCOME);
+    return m.u.welcome.store_id;
+}
+
+/* SUBMIT req_id of count "square" tasks; the first job id ACCEPTED (or 0
+ * and the ERROR code in *err). */
+static uint64_t raw_submit(struct raw *r, uint64_t req_id, unsigned count, uint32_t *err)
+{
+    uint8_t b[512];
+    msgpack_sbuffer sb;
+    msgpack_sbuffer_init(&sb);
+    msgpack_packer pk;
+    msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+    msgpack_pack_array(&pk, 4);
+    msgpack_pack_uint64(&pk, 1);
+    msgpack_pack_uint64(&pk, TASKQ_MSG_SUBMIT);
+    msgpack_pack_uint64(&pk, req_id);
+    msgpack_pack_array(&pk, count);
+    for (unsigned i = 0; i < count; i++) {
+        msgpack_pack_array(&pk, 6);
+        msgpack_pack_str_with_body(&pk, "square", 6);
+        msgpack_pack_str_with_body(&pk, "default", 7);
+        msgpack_pack_int64(&pk, 0);
+        msgpack_pack_uint64(&pk, 0);
+        msgpack_pack_uint64(&pk, 3);
+        msgpack_pack_int64(&pk, (int64_t)i);
+    }
+    ck_assert_int_eq(zmq_send(r->sock, sb.data, sb.size, 0), (int)sb.size);
+    msgpack_sbuffer_destroy(&sb);
+    taskq_msg_t m;
+    raw_recv(r, b, sizeof b, &m);
+    if (m.type == TASKQ_MSG_ERROR) {
+        ck_assert_uint_eq(m.u.error.ref, req_id);
+        *err = m.u.error.code;
+        return 0;
+    }
+    ck_assert_int_eq(m.type, TASKQ_MSG_ACCEPTED);
+    ck_assert_uint_eq(m.u.accepted.req_id, req_id);
+    ck_assert_uint_eq(m.u.accepted.count, count);
+    return m.u.accepted.first_job;
+}
+
+/* A SUBMIT sent again (its ACCEPTED lost), also to a broker restarted on
+ * its database, is answered with the first one's ids and adds no task. */
+START_TEST(test_submit_resend_deduplicated)
+{
+    static char db[300];
+    static const char *args[] = {"--db", db, NULL};
+    th_broker_stop(&broker, SIGTERM);
+    snprintf(db, sizeof db, "%s/taskq.db", broker.dir);
+    ck_assert_int_eq(th_broker_start(&broker, NULL, args), 0);
+
+    struct raw r;
+    raw_open(&r);
+    uint64_t store = raw_hello_client(&r);
+    uint32_t err = 0;
+    uint64_t first = raw_submit(&r, 5, 2, &err);
+    ck_assert_uint_gt(first, 0);
+    ck_assert_uint_eq(raw_submit(&r, 5, 2, &err), first);
+    ck_assert_uint_eq(raw_submit(&r, 6, 1, &err), first + 2);
+
+    ck_assert_int_eq(th_broker_stop(&broker, SIGKILL) != -1, 1);
+    ck_assert_int_eq(th_broker_restart(&broker), 0);
+    raw_close(&r);
+    raw_open(&r);
+    ck_assert_uint_eq(raw_hello_client(&r), store);
+    ck_assert_uint_eq(raw_submit(&r, 5, 2, &err), first);
+    ck_assert_uint_eq(raw_submit(&r, 6, 1, &err), first + 2);
+    ck_assert_uint_eq(raw_submit(&r, 5, 3, &err), 0);
+    ck_assert_uint_eq(err, TASKQ_PERR_BAD_FIELD);
+    ck_assert_uint_eq(raw_submit(&r, 7, 1, &err), first + 3);
+
+    taskq_client_t *c = client();
+    uint64_t v = 0;
+    ck_assert_int_eq(th_stat(c, "queued", &v), 0);
+    ck_assert_uint_eq(v, 4);
+    ck_assert_int_eq(th_stat(c, "duplicates", &v), 0);
+    ck_assert_uint_eq(v, 2);
+    taskq_client_destroy(&c);
+    raw_close(&r);
+}
+END_TEST
+
 int main(void)
 {
     const th_case_t cases[] = {
@@ -606,6 +713,7 @@ int main(void)
         {"seeds_stats", test_seeds_distinct_and_stats, 30, broker_setup, broker_teardown},
         {"sigterm", test_sigterm_stops_broker_and_workers, 30, broker_setup, broker_teardown},
         {"garbage", test_garbage_then_normal_client, 60, broker_setup, broker_teardown},
+        {"dedupe", test_submit_resend_deduplicated, 60, broker_setup, broker_teardown},
     };
     return th_run_suite("integration", cases, sizeof cases / sizeof cases[0]);
 }

@@ -6,7 +6,6 @@
  * /proc, and the notes the plugin leaves in the test's directory.
  */
 #include <check.h>
-#include <dirent.h>
 #include <msgpack.h>
 #include <signal.h>
 #include <stdio.h>
@@ -76,65 +75,12 @@ static taskq_client_t *client(void)
     return c;
 }
 
-/* Live (not zombie) child processes of parent, from /proc/PID/stat; the
- * first cap of their pids go to pids (which may be NULL). */
-static unsigned children_of(pid_t parent, pid_t *pids, unsigned cap)
-{
-    DIR *d = opendir("/proc");
-    ck_assert_ptr_nonnull(d);
-    unsigned n = 0;
-    struct dirent *e;
-    while ((e = readdir(d)) != NULL) {
-        if (e->d_name[0] < '1' || e->d_name[0] > '9')
-            continue;
-        char path[300], buf[512];
-        snprintf(path, sizeof path, "/proc/%s/stat", e->d_name);
-        FILE *f = fopen(path, "r");
-        if (!f)
-            continue;
-        size_t len = fread(buf, 1, sizeof buf - 1, f);
-        fclose(f);
-        buf[len] = '\0';
-        const char *rp = strrchr(buf, ')'); /* the command name may hold spaces */
-        char state;
-        long ppid;
-        if (rp && sscanf(rp + 1, " %c %ld", &state, &ppid) == 2 && ppid == parent &&
-            state != 'Z') {
-            if (n < cap)
-                pids[n] = (pid_t)atol(e->d_name);
-            n++;
-        }
-    }
-    closedir(d);
-    return n;
-}
-
-/* Wait up to timeout_ms until pid has ended (gone, or a zombie nobody
- * reaps).  Returns whether it did. */
-static bool wait_gone(pid_t pid, int timeout_ms)
-{
-    for (int64_t end = th_now_ms() + timeout_ms; th_now_ms() < end; pause_ms(20)) {
-        char path[64], buf[512];
-        snprintf(path, sizeof path, "/proc/%ld/stat", (long)pid);
-        FILE *f = fopen(path, "r");
-        if (!f)
-            return true;
-        size_t len = fread(buf, 1, sizeof buf - 1, f);
-        fclose(f);
-        buf[len] = '\0';
-        const char *rp = strrchr(buf, ')');
-        if (rp && rp[1] == ' ' && rp[2] == 'Z')
-            return true;
-    }
-    return false;
-}
-
 /* Wait up to timeout_ms until parent has exactly n live children. */
 static void wait_children(pid_t parent, unsigned n, int timeout_ms)
 {
     unsigned have = 0;
     for (int64_t end = th_now_ms() + timeout_ms; th_now_ms() < end; pause_ms(20)) {
-        if ((have = children_of(parent, NULL, 0)) == n)
+        if ((have = th_children_of(parent, NULL, 0)) == n)
             return;
     }
     ck_abort_msg("process %ld has %u children, want %u", (long)parent, have, n);
@@ -343,7 +289,7 @@ START_TEST(test_run_limit_kills_process)
 
     /* hang ignores SIGTERM: the SIGKILL after the grace ends it. */
     pid_t hung = wait_pid_note("hang.pid", 1000);
-    ck_assert_msg(wait_gone(hung, 10000), "process %ld still runs", (long)hung);
+    ck_assert_msg(th_wait_gone(hung, 10000), "process %ld still runs", (long)hung);
 
     wait_children(sup, 1, 10000);
     f = submit_int(c, "work", 1, NULL);
@@ -463,7 +409,7 @@ START_TEST(test_max_tasks_per_proc)
 
     /* --nice 3 lowered the processes' priority (niceness is field 19). */
     pid_t kids[2];
-    ck_assert_uint_eq(children_of(sup, kids, 2), 2);
+    ck_assert_uint_eq(th_children_of(sup, kids, 2), 2);
     for (int i = 0; i < 2; i++) {
         char path[64], buf[512];
         snprintf(path, sizeof path, "/proc/%ld/stat", (long)kids[i]);
@@ -673,7 +619,7 @@ START_TEST(test_second_sigint_stops_at_once)
     int st = th_wait_exit(sup, 1000);
     ck_assert_msg(WIFEXITED(st) && WEXITSTATUS(st) == 130, "taskq-worker status %d", st);
     ck_assert_int_lt(th_now_ms() - t0, 5000);
-    ck_assert_msg(wait_gone(hung, 5000), "process %ld survived", (long)hung);
+    ck_assert_msg(th_wait_gone(hung, 5000), "process %ld survived", (long)hung);
     taskq_future_destroy(&f);
     taskq_client_destroy(&c);
 }
@@ -714,7 +660,7 @@ START_TEST(test_supervisor_killed)
     ck_assert_int_eq(th_wait_workers(c, 2, 20000), 0);
     wait_children(sup, 2, 10000);
     pid_t kids[2];
-    ck_assert_uint_eq(children_of(sup, kids, 2), 2);
+    ck_assert_uint_eq(th_children_of(sup, kids, 2), 2);
 
     /* A command started by exec dies with its process too. */
     static const char *const cmd[] = {"sh", "-c", "echo $$ > \"$TASKQ_TEST_DIR/hang.pid\"; "
@@ -728,8 +674,8 @@ START_TEST(test_supervisor_killed)
 
     th_stop(sup, SIGKILL);
     for (int i = 0; i < 2; i++)
-        ck_assert_msg(wait_gone(kids[i], 5000), "process %ld survived", (long)kids[i]);
-    ck_assert_msg(wait_gone(command, 5000), "command %ld survived", (long)command);
+        ck_assert_msg(th_wait_gone(kids[i], 5000), "process %ld survived", (long)kids[i]);
+    ck_assert_msg(th_wait_gone(command, 5000), "command %ld survived", (long)command);
     msgpack_sbuffer_destroy(&sb);
     taskq_future_destroy(&f);
     taskq_client_destroy(&c);

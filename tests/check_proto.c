@@ -25,6 +25,7 @@
 static const char *const type_names[NTYPES] = {
     "0",     "HELLO",  "WELCOME", "HEARTBEAT",   "BYE",   "ERROR", "SUBMIT",  "ACCEPTED", "RESULT",
     "CANCEL", "WATCH", "STATS",   "STATS_REPLY", "TASKS", "DONE",  "ABANDON", "ACK",
+    "FAILED", "FAILED_REPLY", "RETRY",
 };
 
 static const char *code_name(int rc)
@@ -113,6 +114,7 @@ static void read_all(const taskq_msg_t *m)
         taskq_task_item_t task;
         taskq_done_item_t done;
         taskq_abandon_item_t abandon;
+        taskq_failed_item_t failed;
     } x;
 
     switch (m->type) {
@@ -157,6 +159,19 @@ static void read_all(const taskq_msg_t *m)
         it = m->u.abandon;
         for (n = it.left; (rc = taskq_iter_abandon(&it, &x.abandon)) == 1; n--)
             ;
+        break;
+    case TASKQ_MSG_FAILED_REPLY:
+        it = m->u.failed_reply.jobs;
+        for (n = it.left; (rc = taskq_iter_failed(&it, &x.failed)) == 1; n--) {
+            taskq_iter_t h = x.failed.history;
+            taskq_history_item_t e;
+            uint32_t left = h.left;
+            int hrc;
+            check_payload(x.failed.payload, true);
+            while ((hrc = taskq_iter_history(&h, &e)) == 1)
+                left--;
+            check_drained(hrc, left, h);
+        }
         break;
     case TASKQ_MSG_STATS_REPLY:
         check_payload(m->u.stats_reply.map, false);
@@ -224,6 +239,39 @@ static void put_hex(FILE *f, const char *key, taskq_span_t s)
     fputc('\n', f);
 }
 
+/* Job k of a FAILED_REPLY, and its history. */
+static void dump_failed(FILE *f, uint32_t k, const taskq_failed_item_t *j)
+{
+    char key[96];
+    taskq_history_item_t e;
+    taskq_iter_t it = j->history;
+    fprintf(f, "jobs[%" PRIu32 "].job_id=%" PRIu64 "\n", k, j->job_id);
+    fprintf(f, "jobs[%" PRIu32 "].status=%u\n", k, j->status);
+    snprintf(key, sizeof key, "jobs[%" PRIu32 "].function", k);
+    put_text(f, key, j->function);
+    snprintf(key, sizeof key, "jobs[%" PRIu32 "].queue", k);
+    put_text(f, key, j->queue);
+    fprintf(f, "jobs[%" PRIu32 "].attempts=%" PRIu32 "\n", k, j->attempts);
+    fprintf(f, "jobs[%" PRIu32 "].finished_ms=%" PRIu64 "\n", k, j->finished_ms);
+    snprintf(key, sizeof key, "jobs[%" PRIu32 "].payload", k);
+    put_hex(f, key, j->payload);
+    for (uint32_t i = 0; taskq_iter_history(&it, &e) == 1; i++) {
+        fprintf(f, "jobs[%" PRIu32 "].history[%" PRIu32 "].attempt=%" PRIu32 "\n", k, i,
+                e.attempt);
+        snprintf(key, sizeof key, "jobs[%" PRIu32 "].history[%" PRIu32 "].worker", k, i);
+        put_text(f, key, e.worker);
+        snprintf(key, sizeof key, "jobs[%" PRIu32 "].history[%" PRIu32 "].host", k, i);
+        put_text(f, key, e.host);
+        fprintf(f, "jobs[%" PRIu32 "].history[%" PRIu32 "].pid=%" PRIu32 "\n", k, i, e.pid);
+        fprintf(f, "jobs[%" PRIu32 "].history[%" PRIu32 "].started_ms=%" PRIu64 "\n", k, i,
+                e.started_ms);
+        fprintf(f, "jobs[%" PRIu32 "].history[%" PRIu32 "].ended_ms=%" PRIu64 "\n", k, i,
+                e.ended_ms);
+        snprintf(key, sizeof key, "jobs[%" PRIu32 "].history[%" PRIu32 "].cause", k, i);
+        put_text(f, key, e.cause);
+    }
+}
+
 static void dump_msg(FILE *f, const taskq_msg_t *m)
 {
     taskq_iter_t it;
@@ -237,6 +285,7 @@ static void dump_msg(FILE *f, const taskq_msg_t *m)
         taskq_task_item_t a;
         taskq_done_item_t d;
         taskq_abandon_item_t b;
+        taskq_failed_item_t j;
     } x;
 
     switch (m->type) {
@@ -343,6 +392,20 @@ static void dump_msg(FILE *f, const taskq_msg_t *m)
             fprintf(f, "attempts[%" PRIu32 "].attempt=%" PRIu32 "\n", k, x.b.attempt);
         }
         break;
+    case TASKQ_MSG_FAILED:
+        fprintf(f, "req_id=%" PRIu64 "\nafter=%" PRIu64 "\nlimit=%" PRIu32 "\n",
+                m->u.failed.req_id, m->u.failed.after, m->u.failed.limit);
+        break;
+    case TASKQ_MSG_FAILED_REPLY:
+        fprintf(f, "req_id=%" PRIu64 "\n", m->u.failed_reply.req_id);
+        it = m->u.failed_reply.jobs;
+        for (k = 0; taskq_iter_failed(&it, &x.j) == 1; k++)
+            dump_failed(f, k, &x.j);
+        break;
+    case TASKQ_MSG_RETRY:
+        fprintf(f, "req_id=%" PRIu64 "\njob_id=%" PRIu64 "\n", m->u.retry.req_id,
+                m->u.retry.job_id);
+        break;
     default: /* HEARTBEAT has no fields */
         break;
     }
@@ -388,6 +451,7 @@ static void reencode(const taskq_msg_t *m, taskq_buf_t *b)
         taskq_task_item_t a;
         taskq_done_item_t d;
         taskq_abandon_item_t b;
+        taskq_failed_item_t j;
     } x;
 
     switch (m->type) {
@@ -469,6 +533,23 @@ static void reencode(const taskq_msg_t *m, taskq_buf_t *b)
         while (rc == 0 && taskq_iter_abandon(&it, &x.b) == 1)
             rc = taskq_enc_abandon_item(b, &x.b);
         break;
+    case TASKQ_MSG_FAILED:
+        rc = taskq_enc_failed(b, m->u.failed.req_id, m->u.failed.after, m->u.failed.limit);
+        break;
+    case TASKQ_MSG_FAILED_REPLY:
+        it = m->u.failed_reply.jobs;
+        rc = taskq_enc_failed_reply_begin(b, m->u.failed_reply.req_id, it.left);
+        while (rc == 0 && taskq_iter_failed(&it, &x.j) == 1) {
+            taskq_iter_t h = x.j.history;
+            taskq_history_item_t e;
+            rc = taskq_enc_failed_item(b, &x.j, h.left);
+            while (rc == 0 && taskq_iter_history(&h, &e) == 1)
+                rc = taskq_enc_history_item(b, &e);
+        }
+        break;
+    case TASKQ_MSG_RETRY:
+        rc = taskq_enc_retry(b, m->u.retry.req_id, m->u.retry.job_id);
+        break;
     default:
         ck_abort_msg("type %u", m->type);
     }
@@ -517,8 +598,41 @@ static const taskq_done_item_t done_items[] = {
     {101, 3, TASKQ_DONE_ERROR, ASPAN(text_boom)},
 };
 static const taskq_abandon_item_t abandon_items[] = {{101, 3}, {UINT64_MAX, UINT32_MAX}};
+static const uint64_t failed_req = 4, failed_after = 99, retry_req = 5, retry_job = 101;
+static const uint32_t failed_limit = 3;
+static const uint8_t text_died[] = {0xab, 'w', 'o', 'r', 'k', 'e', 'r', ' ', 'd', 'i', 'e', 'd'};
+static const uint8_t text_empty[] = {0xa0};
+static const taskq_history_item_t history_items[] = {
+    {1, CSPAN("worker-7"), CSPAN("node1.example"), 4242, 1700000000000ull, 1700000000100ull,
+     CSPAN("worker died")},
+    {2, CSPAN(""), CSPAN(""), 0, 0, 1700000000123ull, CSPAN("failed on purpose")},
+    {UINT32_MAX, CSPAN("w"), CSPAN("h"), UINT32_MAX, UINT64_MAX, UINT64_MAX, CSPAN("")},
+};
+static const taskq_failed_item_t failed_items[] = {
+    {.job_id = 100, .status = TASKQ_STATUS_FAILED, .function = CSPAN("square"),
+     .queue = CSPAN("default"), .attempts = 2, .finished_ms = 1700000000123ull,
+     .payload = ASPAN(text_boom)},
+    {.job_id = 101, .status = TASKQ_STATUS_LOST, .function = CSPAN("render"),
+     .queue = CSPAN("gpu"), .attempts = 0, .finished_ms = 0, .payload = ASPAN(text_died)},
+    {.job_id = UINT64_MAX, .status = TASKQ_STATUS_TIMEDOUT, .function = CSPAN("exec"),
+     .queue = CSPAN("default"), .attempts = UINT32_MAX, .finished_ms = UINT64_MAX,
+     .payload = ASPAN(text_empty)},
+};
+/* The history of failed_items[k]: n entries of history_items from first. */
+static const struct {
+    uint32_t first, n;
+} failed_history[] = {{0, 2}, {0, 0}, {2, 1}};
 
 #define COUNT(a) ((uint32_t)(sizeof(a) / sizeof((a)[0])))
+
+/* Sample job k of FAILED_REPLY with its history. */
+static int encode_failed_job(taskq_buf_t *b, uint32_t k)
+{
+    int rc = taskq_enc_failed_item(b, &failed_items[k], failed_history[k].n);
+    for (uint32_t i = 0; rc == 0 && i < failed_history[k].n; i++)
+        rc = taskq_enc_history_item(b, &history_items[failed_history[k].first + i]);
+    return rc;
+}
 
 static const uint64_t *sample_jobs(int type, uint32_t *n)
 {
@@ -567,6 +681,11 @@ static void encode_batch(int type, uint32_t n, taskq_buf_t *b)
         rc = taskq_enc_abandon_begin(b, n);
         for (uint32_t k = 0; rc == 0 && k < n; k++)
             rc = taskq_enc_abandon_item(b, &abandon_items[k % COUNT(abandon_items)]);
+        break;
+    case TASKQ_MSG_FAILED_REPLY:
+        rc = taskq_enc_failed_reply_begin(b, failed_req, n);
+        for (uint32_t k = 0; rc == 0 && k < n; k++)
+            rc = encode_failed_job(b, k % COUNT(failed_items));
         break;
     default:
         ck_abort_msg("not a batch type: %d", type);
@@ -626,6 +745,15 @@ static void encode_sample(int type, taskq_buf_t *b)
     case TASKQ_MSG_ABANDON:
         encode_batch(type, COUNT(abandon_items), b);
         break;
+    case TASKQ_MSG_FAILED:
+        rc = taskq_enc_failed(b, failed_req, failed_after, failed_limit);
+        break;
+    case TASKQ_MSG_FAILED_REPLY:
+        encode_batch(type, COUNT(failed_items), b);
+        break;
+    case TASKQ_MSG_RETRY:
+        rc = taskq_enc_retry(b, retry_req, retry_job);
+        break;
     default:
         ck_abort_msg("type %d", type);
     }
@@ -643,6 +771,34 @@ static void check_names(taskq_iter_t it, const taskq_span_t *want, uint32_t n)
     ck_assert_int_eq(taskq_iter_str(&it, &s), 0);
 }
 
+/* Compare a decoded job of the FAILED_REPLY sample with failed_items[k]. */
+static void check_failed(const taskq_failed_item_t *j, uint32_t k)
+{
+    const taskq_failed_item_t *w = &failed_items[k];
+    taskq_iter_t it = j->history;
+    taskq_history_item_t e;
+    uint32_t i;
+    ck_assert_uint_eq(j->job_id, w->job_id);
+    ck_assert_uint_eq(j->status, w->status);
+    expect_span(j->function, w->function);
+    expect_span(j->queue, w->queue);
+    ck_assert_uint_eq(j->attempts, w->attempts);
+    ck_assert_uint_eq(j->finished_ms, w->finished_ms);
+    expect_span(j->payload, w->payload);
+    ck_assert_uint_eq(it.left, failed_history[k].n);
+    for (i = 0; taskq_iter_history(&it, &e) == 1; i++) {
+        const taskq_history_item_t *h = &history_items[failed_history[k].first + i];
+        ck_assert_uint_eq(e.attempt, h->attempt);
+        expect_span(e.worker, h->worker);
+        expect_span(e.host, h->host);
+        ck_assert_uint_eq(e.pid, h->pid);
+        ck_assert_uint_eq(e.started_ms, h->started_ms);
+        ck_assert_uint_eq(e.ended_ms, h->ended_ms);
+        expect_span(e.cause, h->cause);
+    }
+    ck_assert_uint_eq(i, failed_history[k].n);
+}
+
 /* Compare every field and item of a decoded sample with its source. */
 static void check_sample(int type, const taskq_msg_t *m)
 {
@@ -656,6 +812,7 @@ static void check_sample(int type, const taskq_msg_t *m)
         taskq_task_item_t a;
         taskq_done_item_t d;
         taskq_abandon_item_t b;
+        taskq_failed_item_t j;
     } x;
 
     ck_assert_int_eq(m->type, type);
@@ -770,6 +927,23 @@ static void check_sample(int type, const taskq_msg_t *m)
             ck_assert_uint_eq(x.b.attempt, abandon_items[k].attempt);
         }
         ck_assert_uint_eq(k, COUNT(abandon_items));
+        break;
+    case TASKQ_MSG_FAILED:
+        ck_assert_uint_eq(m->u.failed.req_id, failed_req);
+        ck_assert_uint_eq(m->u.failed.after, failed_after);
+        ck_assert_uint_eq(m->u.failed.limit, failed_limit);
+        break;
+    case TASKQ_MSG_FAILED_REPLY:
+        ck_assert_uint_eq(m->u.failed_reply.req_id, failed_req);
+        it = m->u.failed_reply.jobs;
+        ck_assert_uint_eq(it.left, COUNT(failed_items));
+        for (k = 0; taskq_iter_failed(&it, &x.j) == 1; k++)
+            check_failed(&x.j, k);
+        ck_assert_uint_eq(k, COUNT(failed_items));
+        break;
+    case TASKQ_MSG_RETRY:
+        ck_assert_uint_eq(m->u.retry.req_id, retry_req);
+        ck_assert_uint_eq(m->u.retry.job_id, retry_job);
         break;
     default:
         ck_abort_msg("type %d", type);
@@ -958,6 +1132,35 @@ static void b_head(bld_t *b, uint32_t n, int type)
     b_uint(b, L_TYPE, (uint64_t)type);
 }
 
+/* Job k of the FAILED_REPLY sample, with its history. */
+static void b_failed(bld_t *b, uint32_t k)
+{
+    const taskq_failed_item_t *f = &failed_items[k];
+    b_list(b, 8);
+    b_uint(b, L_U64, f->job_id);
+    b_uint(b, L_NARROW, f->status);
+    b_str(b, L_NAME, f->function);
+    b_str(b, L_NAME, f->queue);
+    b_uint(b, L_U32, f->attempts);
+    b_uint(b, L_U64, f->finished_ms);
+    b_raw(b, L_TEXT, f->payload);
+    b_list(b, failed_history[k].n);
+    for (uint32_t i = 0; i < failed_history[k].n; i++) {
+        const taskq_history_item_t *h = &history_items[failed_history[k].first + i];
+        b_list(b, 7);
+        b_uint(b, L_U32, h->attempt);
+        b_str(b, L_LABEL, h->worker);
+        b_str(b, L_LABEL, h->host);
+        b_uint(b, L_U32, h->pid);
+        b_uint(b, L_U64, h->started_ms);
+        b_uint(b, L_U64, h->ended_ms);
+        b_str(b, L_TEXT, h->cause);
+        b_end(b);
+    }
+    b_end(b);
+    b_end(b);
+}
+
 /* Build the sample of type; target -1 replaces nothing. */
 static void build(bld_t *b, int type, int target, taskq_span_t repl, int wide)
 {
@@ -1100,6 +1303,25 @@ static void build(bld_t *b, int type, int target, taskq_span_t repl, int wide)
             b_end(b);
         }
         b_end(b);
+        break;
+    case TASKQ_MSG_FAILED:
+        b_head(b, 5, type);
+        b_uint(b, L_U64, failed_req);
+        b_uint(b, L_U64, failed_after);
+        b_uint(b, L_NARROW, failed_limit);
+        break;
+    case TASKQ_MSG_FAILED_REPLY:
+        b_head(b, 4, type);
+        b_uint(b, L_U64, failed_req);
+        b_list(b, COUNT(failed_items));
+        for (k = 0; k < COUNT(failed_items); k++)
+            b_failed(b, k);
+        b_end(b);
+        break;
+    case TASKQ_MSG_RETRY:
+        b_head(b, 4, type);
+        b_uint(b, L_U64, retry_req);
+        b_uint(b, L_U64, retry_job);
         break;
     default:
         ck_abort_msg("type %d", type);
@@ -1384,9 +1606,9 @@ START_TEST(test_string_limits)
 }
 END_TEST
 
-static const int batch_types[] = {TASKQ_MSG_SUBMIT, TASKQ_MSG_RESULT, TASKQ_MSG_CANCEL,
-                                  TASKQ_MSG_WATCH,  TASKQ_MSG_TASKS,  TASKQ_MSG_DONE,
-                                  TASKQ_MSG_ABANDON, TASKQ_MSG_ACK};
+static const int batch_types[] = {TASKQ_MSG_SUBMIT,  TASKQ_MSG_RESULT, TASKQ_MSG_CANCEL,
+                                  TASKQ_MSG_WATCH,   TASKQ_MSG_TASKS,  TASKQ_MSG_DONE,
+                                  TASKQ_MSG_ABANDON, TASKQ_MSG_ACK,    TASKQ_MSG_FAILED_REPLY};
 
 START_TEST(test_batch_limits)
 {
@@ -1402,9 +1624,11 @@ START_TEST(test_batch_limits)
         expect_code(decode_copy(b.data, b.len, &lim, &got_type), PERR(TOO_MANY));
         ck_assert_uint_eq(got_type, type);
         expect_code(decode_copy(b.data, b.len, NULL, NULL), 0);
+        /* A FAILED_REPLY may hold no job: the end of the list. */
         taskq_buf_reset(&b);
         encode_batch(type, 0, &b);
-        expect_code(decode_copy(b.data, b.len, &lim, &got_type), PERR(BAD_FIELD));
+        expect_code(decode_copy(b.data, b.len, &lim, &got_type),
+                    type == TASKQ_MSG_FAILED_REPLY ? 0 : PERR(BAD_FIELD));
         ck_assert_uint_eq(got_type, type);
         taskq_buf_fini(&b);
     }
@@ -1684,6 +1908,87 @@ START_TEST(test_outcome_ranges)
 }
 END_TEST
 
+static int failed_code(uint32_t limit, const taskq_limits_t *lim)
+{
+    taskq_buf_t b = {0};
+    uint8_t got_type = 0;
+    ck_assert_int_eq(taskq_enc_failed(&b, 1, 0, limit), 0);
+    int rc = decode_copy(b.data, b.len, lim, &got_type);
+    ck_assert_uint_eq(got_type, TASKQ_MSG_FAILED);
+    taskq_buf_fini(&b);
+    return rc;
+}
+
+/* A FAILED_REPLY of one job f with n copies of history entry h. */
+static int failed_reply_code(const taskq_failed_item_t *f, const taskq_history_item_t *h,
+                             uint32_t n, const taskq_limits_t *lim)
+{
+    taskq_buf_t b = {0};
+    uint8_t got_type = 0;
+    ck_assert_int_eq(taskq_enc_failed_reply_begin(&b, 1, 1), 0);
+    ck_assert_int_eq(taskq_enc_failed_item(&b, f, n), 0);
+    for (uint32_t i = 0; i < n; i++)
+        ck_assert_int_eq(taskq_enc_history_item(&b, h), 0);
+    int rc = decode_copy(b.data, b.len, lim, &got_type);
+    ck_assert_uint_eq(got_type, TASKQ_MSG_FAILED_REPLY);
+    taskq_buf_fini(&b);
+    return rc;
+}
+
+START_TEST(test_failed_ranges)
+{
+    taskq_limits_t lim = default_limits();
+    taskq_failed_item_t f = failed_items[0];
+    const taskq_history_item_t *h = &history_items[0];
+
+    /* A FAILED limit is a count, 1..max_batch: out of range, not too many. */
+    expect_code(failed_code(0, NULL), PERR(BAD_FIELD));
+    expect_code(failed_code(1, NULL), 0);
+    expect_code(failed_code(lim.max_batch, NULL), 0);
+    expect_code(failed_code(lim.max_batch + 1, NULL), PERR(BAD_FIELD));
+    expect_code(failed_code(UINT32_MAX, NULL), PERR(BAD_FIELD));
+    lim.max_batch = 3;
+    expect_code(failed_code(3, &lim), 0);
+    expect_code(failed_code(4, &lim), PERR(BAD_FIELD));
+
+    /* Listed jobs are FAILED, LOST or TIMEDOUT. */
+    for (unsigned status = 0; status <= 8; status++) {
+        f.status = (uint8_t)status;
+        bool ok = status == TASKQ_STATUS_FAILED || status == TASKQ_STATUS_LOST ||
+                  status == TASKQ_STATUS_TIMEDOUT;
+        expect_code(failed_reply_code(&f, h, 1, NULL), ok ? 0 : PERR(BAD_FIELD));
+    }
+    f = failed_items[0];
+    f.function = taskq_span_cstr("");
+    expect_code(failed_reply_code(&f, h, 1, NULL), PERR(BAD_FIELD));
+    f = failed_items[0];
+    f.queue = taskq_span_cstr("");
+    expect_code(failed_reply_code(&f, h, 1, NULL), PERR(BAD_FIELD));
+    f = failed_items[0];
+    f.payload = (taskq_span_t)ASPAN(res_int);
+    expect_code(failed_reply_code(&f, h, 1, NULL), PERR(BAD_FIELD));
+
+    /* A history holds up to TASKQ_PROTO_MAX_HISTORY entries, whatever the
+     * batch limit. */
+    f = failed_items[0];
+    lim = default_limits();
+    lim.max_batch = 1;
+    expect_code(failed_reply_code(&f, h, 0, &lim), 0);
+    expect_code(failed_reply_code(&f, h, TASKQ_PROTO_MAX_HISTORY, &lim), 0);
+    expect_code(failed_reply_code(&f, h, TASKQ_PROTO_MAX_HISTORY + 1, &lim), PERR(TOO_MANY));
+
+    /* Its five levels of arrays decode whatever max_depth is; a sixth does not. */
+    lim = default_limits();
+    lim.max_depth = 0;
+    expect_code(failed_reply_code(&f, h, 2, &lim), 0);
+    expect_hex("94 01 12 01 91 98 01 01 a1 66 a1 71 00 00 a0 91 97 90 a0 a0 00 00 00 a0", &lim,
+               PERR(TOO_DEEP), TASKQ_MSG_FAILED_REPLY);
+    lim.max_depth = 3;
+    expect_hex("94 01 12 01 91 98 01 01 a1 66 a1 71 00 00 a0 91 97 90 a0 a0 00 00 00 a0", &lim,
+               PERR(BAD_FIELD), TASKQ_MSG_FAILED_REPLY);
+}
+END_TEST
+
 /* Which integer leaves accept a replacement value. */
 enum accepts {
     A_SINT = 1,   /* priority (-1000..1000) */
@@ -1783,7 +2088,9 @@ static const struct hexcase {
     {"92 91 01 03", PERR(VERSION), 0},
     {"95 02 63 a1 78 c0 90", PERR(VERSION), 0},
     {"92 01 00", PERR(UNKNOWN_TYPE), 0},
-    {"92 01 11", PERR(UNKNOWN_TYPE), 0},
+    {"92 01 11", PERR(MALFORMED), TASKQ_MSG_FAILED},
+    {"92 01 13", PERR(MALFORMED), TASKQ_MSG_RETRY},
+    {"92 01 14", PERR(UNKNOWN_TYPE), 0},
     {"92 01 cc ff", PERR(UNKNOWN_TYPE), 0},
     {"92 01 cd 01 03", PERR(UNKNOWN_TYPE), 0},
     {"92 01 cf 00 00 00 01 00 00 00 03", PERR(UNKNOWN_TYPE), 0},
@@ -1803,7 +2110,8 @@ END_TEST
 
 START_TEST(test_refused_ref)
 {
-    /* A refused SUBMIT or STATS still names its req_id; nothing else does. */
+    /* A refused SUBMIT, STATS, FAILED or RETRY still names its req_id;
+     * nothing else does. */
     static const struct {
         const char *hex;
         uint64_t ref;
@@ -1812,6 +2120,9 @@ START_TEST(test_refused_ref)
         {"93 01 06 cd 01 00", 256},            /* SUBMIT, tasks missing */
         {"93 01 06 cd 01", 0},                 /* req_id truncated */
         {"94 01 0b 07 c0", 7},                 /* STATS with an extra field */
+        {"95 01 11 2a 00 00", 42},             /* FAILED with limit 0 */
+        {"93 01 13 2a", 42},                   /* RETRY, job_id missing */
+        {"93 01 12 2a", 0},                    /* FAILED_REPLY is no request */
         {"93 01 09 2a", 0},                    /* CANCEL has no req_id */
         {"93 02 06 2a", 0},                    /* another version */
         {"93 01 06 a1 78", 0},                 /* req_id not an integer */
@@ -1910,6 +2221,10 @@ START_TEST(test_item_shape)
         {"93 01 0f 91 01", "BAD_FIELD"},
         {"93 01 0d 91 95 01 01 a1 66 00 00", "MALFORMED"},
         {"93 01 0e 91 95 01 01 00 07 07", "MALFORMED"},
+        {"94 01 12 01 91 97 01 01 a1 66 a1 71 00 00 a0", "MALFORMED"},
+        {"94 01 12 01 91 98 01 01 a1 66 a1 71 00 00 a0 91 96 01 a0 a0 00 00 00", "MALFORMED"},
+        {"94 01 12 01 91 98 01 01 a1 66 a1 71 00 00 a0 91 01", "BAD_FIELD"},
+        {"94 01 12 01 91 98 01 01 a1 66 a1 71 00 00 a0 80", "BAD_FIELD"},
     };
     for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++) {
         taskq_buf_t b = {0};
@@ -2379,7 +2694,7 @@ START_TEST(test_random_bytes)
         if (len >= 3 && next_rand(&seed) % 4 != 0) {
             buf[0] = (uint8_t)(0x90 | (next_rand(&seed) % 16));
             buf[1] = 0x01;
-            buf[2] = (uint8_t)(next_rand(&seed) % 18);
+            buf[2] = (uint8_t)(next_rand(&seed) % (TASKQ_MSG_MAX + 2));
             k = 3;
         }
         for (; k < len; k++)
@@ -2520,6 +2835,7 @@ int main(int argc, char **argv)
     tcase_add_test(tc, test_hello_roles);
     tcase_add_test(tc, test_submit_ranges);
     tcase_add_test(tc, test_outcome_ranges);
+    tcase_add_test(tc, test_failed_ranges);
 
     tc = tcase(s, "shape", 30);
     tcase_add_test(tc, test_header);

@@ -139,7 +139,7 @@ static int done(tqd_worker_t *w, uint64_t job, uint32_t attempt, uint8_t status,
 static void run_one_by_one(tqd_worker_t *w, uint64_t *order, size_t n)
 {
     for (size_t i = 0; i < n; i++) {
-        tqd_queue_dispatch(&q);
+        tqd_queue_dispatch(&q, 0);
         ck_assert_uint_eq(w->n_unsent, 1);
         tqd_job_t *job = w->unsent[0];
         take_unsent(w);
@@ -223,7 +223,7 @@ START_TEST(lane_matching)
     tqd_job_t *b = submit(1, "q1", "f2", 0, 1); /* function nobody has yet */
     tqd_job_t *c = submit(1, "q2", "f1", 0, 1); /* queue w1 does not serve */
     tqd_worker_t *w1 = add_worker("w1", 10, "q1", "f1,f3");
-    tqd_queue_dispatch(&q);
+    tqd_queue_dispatch(&q, 0);
     ck_assert_uint_eq(w1->n_unsent, 1);
     ck_assert_ptr_eq(w1->unsent[0], a);
     ck_assert_int_eq(b->state, TQD_JOB_QUEUED);
@@ -232,7 +232,7 @@ START_TEST(lane_matching)
 
     /* A later worker with f2 on q1 and q2 takes only what it serves. */
     tqd_worker_t *w2 = add_worker("w2", 10, "q1,q2", "f2");
-    tqd_queue_dispatch(&q);
+    tqd_queue_dispatch(&q, 0);
     ck_assert_uint_eq(w1->n_unsent, 0);
     ck_assert_uint_eq(w2->n_unsent, 1);
     ck_assert_ptr_eq(w2->unsent[0], b);
@@ -241,7 +241,7 @@ START_TEST(lane_matching)
 
     /* New tasks in a lane made after both workers joined reach the right one. */
     tqd_job_t *d = submit(1, "q2", "f2", 0, 1);
-    tqd_queue_dispatch(&q);
+    tqd_queue_dispatch(&q, 0);
     ck_assert_uint_eq(w1->n_unsent, 0);
     ck_assert_uint_eq(w2->n_unsent, 1);
     ck_assert_ptr_eq(w2->unsent[0], d);
@@ -274,7 +274,7 @@ START_TEST(sweep_frees_idle_lanes)
     tqd_queue_sweep(&q);
     tqd_queue_sweep(&q);
     ck_assert_uint_eq(q.n_lanes, 1); /* in use */
-    tqd_queue_dispatch(&q);
+    tqd_queue_dispatch(&q, 0);
     take_unsent(w);
     ck_assert_int_eq(done(w, j->id, 1, TASKQ_DONE_OK, 0), 0);
     tqd_queue_sweep(&q);
@@ -286,7 +286,7 @@ START_TEST(sweep_frees_idle_lanes)
     ck_assert_uint_eq(q.queues[0]->done, 1);
     /* The lane comes back when needed. */
     submit(1, "default", "f", 0, 1);
-    tqd_queue_dispatch(&q);
+    tqd_queue_dispatch(&q, 0);
     ck_assert_uint_eq(w->n_unsent, 1);
 }
 END_TEST
@@ -299,11 +299,11 @@ START_TEST(credit_never_exceeded)
     for (int i = 0; i < 10; i++)
         jobs[i] = submit(1, "default", "f", 0, 1);
     tqd_worker_t *w = add_worker("w", 3, "default", "f");
-    tqd_queue_dispatch(&q);
+    tqd_queue_dispatch(&q, 0);
     ck_assert_uint_eq(w->used, 3);
     ck_assert_uint_eq(take_unsent(w), 3);
     q.dispatch_needed = true;
-    tqd_queue_dispatch(&q);
+    tqd_queue_dispatch(&q, 0);
     ck_assert_uint_eq(w->used, 3);
     ck_assert_uint_eq(w->n_unsent, 0);
     ck_assert_uint_eq(q.running, 3);
@@ -312,7 +312,7 @@ START_TEST(credit_never_exceeded)
     ck_assert_int_eq(done(w, jobs[1]->id, 1, TASKQ_DONE_OK, 0), 0);
     ck_assert_uint_eq(w->used, 2);
     ck_assert(!tqd_worker_holds(w, jobs[1]->id, 1));
-    tqd_queue_dispatch(&q);
+    tqd_queue_dispatch(&q, 0);
     ck_assert_uint_eq(w->used, 3);
     ck_assert_uint_eq(w->n_unsent, 1);
     ck_assert_ptr_eq(w->unsent[0], jobs[3]);
@@ -327,13 +327,13 @@ START_TEST(small_batch_spreads)
         w[i] = add_worker("w", 10, "default", "f");
     for (int i = 0; i < 3; i++)
         submit(1, "default", "f", 0, 1);
-    tqd_queue_dispatch(&q);
+    tqd_queue_dispatch(&q, 0);
     for (int i = 0; i < 3; i++)
         ck_assert_uint_eq(w[i]->n_unsent, 1);
     /* More work than one round: the rest fills credit round by round. */
     for (int i = 0; i < 30; i++)
         submit(1, "default", "f", 0, 1);
-    tqd_queue_dispatch(&q);
+    tqd_queue_dispatch(&q, 0);
     for (int i = 0; i < 3; i++)
         ck_assert_uint_eq(w[i]->used, 10);
     ck_assert_uint_eq(q.queued, 3);
@@ -345,7 +345,7 @@ START_TEST(done_not_held_is_refused)
     tqd_job_t *j = submit(1, "default", "f", 0, 1);
     tqd_worker_t *w = add_worker("w", 2, "default", "f");
     tqd_worker_t *liar = add_worker("liar", 2, "default", "g");
-    tqd_queue_dispatch(&q);
+    tqd_queue_dispatch(&q, 0);
     ck_assert_int_eq(done(liar, j->id, 1, TASKQ_DONE_OK, 0), -ENOENT);
     ck_assert_int_eq(done(w, j->id, 2, TASKQ_DONE_OK, 0), -ENOENT);
     ck_assert_int_eq(done(w, 999, 1, TASKQ_DONE_OK, 0), -ENOENT);
@@ -359,7 +359,7 @@ START_TEST(error_fails_without_retry)
 {
     tqd_job_t *j = submit(1, "default", "f", 0, 5);
     tqd_worker_t *w = add_worker("w", 2, "default", "f");
-    tqd_queue_dispatch(&q);
+    tqd_queue_dispatch(&q, 0);
     ck_assert_int_eq(done(w, j->id, 1, TASKQ_DONE_ERROR, 0), 0);
     ck_assert_uint_eq(n_finished, 1);
     ck_assert_uint_eq(finished[0].status, TASKQ_STATUS_FAILED);
@@ -376,7 +376,7 @@ START_TEST(requeue_goes_to_front)
     tqd_job_t *first = submit(1, "default", "f", 0, 3);
     tqd_job_t *second = submit(1, "default", "f", 0, 3);
     tqd_worker_t *w1 = add_worker("w1", 1, "default", "f");
-    tqd_queue_dispatch(&q);
+    tqd_queue_dispatch(&q, 0);
     ck_assert_ptr_eq(w1->unsent[0], first);
     remove_worker(w1, 10);
     ck_assert_int_eq(first->state, TQD_JOB_QUEUED);
@@ -386,7 +386,7 @@ START_TEST(requeue_goes_to_front)
     ck_assert_uint_eq(q.queued, 2);
 
     tqd_worker_t *w2 = add_worker("w2", 1, "default", "f");
-    tqd_queue_dispatch(&q);
+    tqd_queue_dispatch(&q, 0);
     ck_assert_ptr_eq(w2->unsent[0], first); /* ahead of second */
     ck_assert_uint_eq(first->attempt, 2);
     ck_assert_int_eq(second->state, TQD_JOB_QUEUED);
@@ -401,11 +401,11 @@ START_TEST(requeue_takes_turn_first)
     for (int i = 0; i < 3; i++)
         submit(2, "default", "f", 0, 3);
     tqd_worker_t *w1 = add_worker("w1", 1, "default", "f");
-    tqd_queue_dispatch(&q);
+    tqd_queue_dispatch(&q, 0);
     ck_assert_ptr_eq(w1->unsent[0], a);
     remove_worker(w1, 0);
     tqd_worker_t *w2 = add_worker("w2", 1, "default", "f");
-    tqd_queue_dispatch(&q);
+    tqd_queue_dispatch(&q, 0);
     ck_assert_ptr_eq(w2->unsent[0], a);
 }
 END_TEST
@@ -414,14 +414,14 @@ START_TEST(stale_outcome_dropped)
 {
     tqd_job_t *j = submit(1, "default", "f", 0, 3);
     tqd_worker_t *w1 = add_worker("w1", 1, "default", "f");
-    tqd_queue_dispatch(&q);
+    tqd_queue_dispatch(&q, 0);
     take_unsent(w1);
     /* The run limit expires: the broker abandons attempt 1 and retries. */
     tqd_queue_supersede(&q, j, TASKQ_STATUS_TIMEDOUT, "late", 5);
     ck_assert_int_eq(j->state, TQD_JOB_QUEUED);
     ck_assert_uint_eq(w1->used, 1); /* keeps the credit until its DONE */
     tqd_worker_t *w2 = add_worker("w2", 1, "default", "f");
-    tqd_queue_dispatch(&q);
+    tqd_queue_dispatch(&q, 0);
     ck_assert_ptr_eq(w2->unsent[0], j);
     ck_assert_uint_eq(j->attempt, 2);
 
@@ -444,14 +444,14 @@ START_TEST(returned_keeps_its_attempt)
     tqd_job_t *j = submit(1, "default", "f", 0, 1);
     tqd_job_t *other = submit(1, "default", "f", 0, 1);
     tqd_worker_t *w1 = add_worker("w1", 1, "default", "f");
-    tqd_queue_dispatch(&q);
+    tqd_queue_dispatch(&q, 0);
     take_unsent(w1);
     ck_assert_uint_eq(j->deliveries, 1);
     ck_assert_int_eq(done(w1, j->id, 1, TASKQ_DONE_RETURNED, 3), 0);
     ck_assert_int_eq(j->state, TQD_JOB_QUEUED);
     ck_assert_uint_eq(w1->used, 0);
     ck_assert_uint_eq(w1->credit, 0); /* gave up its slot: gets nothing more */
-    tqd_queue_dispatch(&q);
+    tqd_queue_dispatch(&q, 0);
     ck_assert_uint_eq(w1->n_unsent, 0);
     ck_assert_uint_eq(q.retried, 0);
     ck_assert_uint_eq(q.running, 0);
@@ -461,7 +461,7 @@ START_TEST(returned_keeps_its_attempt)
 
     tqd_worker_t *w2 = add_worker("w2", 1, "default", "f");
     remove_worker(w1, 5);
-    tqd_queue_dispatch(&q);
+    tqd_queue_dispatch(&q, 0);
     ck_assert_ptr_eq(w2->unsent[0], j); /* ahead of other */
     ck_assert_uint_eq(j->attempt, 1);
     ck_assert_uint_eq(j->deliveries, 2); /* a new run-limit timer generation */
@@ -477,7 +477,7 @@ START_TEST(bye_gives_back_held_attempts)
      * holds goes back without using up an attempt. */
     tqd_job_t *j = submit(1, "default", "f", 0, 1);
     tqd_worker_t *w1 = add_worker("w1", 1, "default", "f");
-    tqd_queue_dispatch(&q);
+    tqd_queue_dispatch(&q, 0);
     take_unsent(w1);
     tqd_queue_worker_gone(&q, w1, true, 5);
     tqd_workers_remove(&ws, w1);
@@ -495,7 +495,7 @@ START_TEST(retry_until_failed)
     tqd_worker_t *w = add_worker("w", 1, "default", "f");
     static const uint8_t why[] = "\xa5" "crash";
     for (uint32_t attempt = 1; attempt <= 2; attempt++) {
-        tqd_queue_dispatch(&q);
+        tqd_queue_dispatch(&q, 0);
         ck_assert_uint_eq(take_unsent(w), 1);
         taskq_done_item_t d = {j->id, attempt, TASKQ_DONE_RETRY, {why, sizeof why - 1}};
         ck_assert_int_eq(tqd_queue_done(&q, w, &d, attempt), 0);
@@ -513,7 +513,7 @@ START_TEST(lost_after_max_attempts)
     tqd_job_t *j = submit(1, "default", "f", 0, 2);
     for (int i = 0; i < 2; i++) {
         tqd_worker_t *w = add_worker(i ? "second" : "first", 1, "default", "f");
-        tqd_queue_dispatch(&q);
+        tqd_queue_dispatch(&q, 0);
         ck_assert_ptr_eq(w->unsent[0], j);
         remove_worker(w, 100);
     }
@@ -535,7 +535,7 @@ START_TEST(timedout_on_last_attempt)
 {
     tqd_job_t *j = submit(1, "default", "f", 0, 1);
     tqd_worker_t *w = add_worker("w", 1, "default", "f");
-    tqd_queue_dispatch(&q);
+    tqd_queue_dispatch(&q, 0);
     tqd_queue_supersede(&q, j, TASKQ_STATUS_TIMEDOUT, "run limit expired", 9);
     ck_assert_uint_eq(j->status, TASKQ_STATUS_TIMEDOUT);
     ck_assert_str_eq(last_text, "run limit expired");
@@ -574,7 +574,7 @@ START_TEST(cancel_running)
 {
     tqd_job_t *j = submit(1, "default", "f", 0, 3);
     tqd_worker_t *w = add_worker("w", 1, "default", "f");
-    tqd_queue_dispatch(&q);
+    tqd_queue_dispatch(&q, 0);
     tqd_queue_cancel(&q, j, 3);
     ck_assert_uint_eq(j->status, TASKQ_STATUS_CANCELLED);
     ck_assert_ptr_null(j->worker);
@@ -582,11 +582,11 @@ START_TEST(cancel_running)
     /* The worker holds the attempt until its DONE, which is stale. */
     ck_assert_uint_eq(w->used, 1);
     submit(1, "default", "f", 0, 1);
-    tqd_queue_dispatch(&q);
+    tqd_queue_dispatch(&q, 0);
     ck_assert_uint_eq(take_unsent(w), 1); /* the first, not the next one */
     ck_assert_int_eq(done(w, j->id, 1, TASKQ_DONE_OK, 4), 1);
     ck_assert_uint_eq(j->status, TASKQ_STATUS_CANCELLED);
-    tqd_queue_dispatch(&q);
+    tqd_queue_dispatch(&q, 0);
     ck_assert_uint_eq(take_unsent(w), 1);
 }
 END_TEST
@@ -787,6 +787,154 @@ START_TEST(htab_collisions)
 }
 END_TEST
 
+
+/* ---- History, retry, the SUBMIT index, restore ---------------------------- */
+
+static const char *span_text(taskq_span_t s, char *buf, size_t cap)
+{
+    snprintf(buf, cap, "%.*s", (int)s.len, (const char *)s.ptr);
+    return buf;
+}
+
+START_TEST(history_of_failed_attempts)
+{
+    q.wall_offset = 1000000;
+    tqd_worker_t *w = add_worker("w1", 1, "default", "f");
+    tqd_job_t *job = submit(1, "default", "f", 0, 3);
+    uint64_t id = job->id;
+    tqd_queue_dispatch(&q, 10);
+    take_unsent(w);
+    ck_assert_ptr_null(job->history);
+    remove_worker(w, 25); /* attempt 1 lost with its worker */
+    ck_assert_ptr_nonnull(job->history);
+    w = add_worker("w2", 1, "default", "f");
+    tqd_queue_dispatch(&q, 30);
+    take_unsent(w);
+    ck_assert_int_eq(done(w, id, 2, TASKQ_DONE_ERROR, 40), 0);
+    ck_assert_uint_eq(n_finished, 1);
+    ck_assert_uint_eq(finished[0].status, TASKQ_STATUS_FAILED);
+    const tqd_history_t *h = job->history;
+    char buf[256];
+    ck_assert_uint_eq(h->n, 2);
+    ck_assert_str_eq(span_text(h->queue, buf, sizeof buf), "default");
+    ck_assert_str_eq(span_text(h->function, buf, sizeof buf), "f");
+    ck_assert_uint_eq(h->v[0]->attempt, 1);
+    ck_assert_str_eq(span_text(h->v[0]->worker, buf, sizeof buf), "w1");
+    ck_assert_str_eq(span_text(h->v[0]->host, buf, sizeof buf), "host");
+    ck_assert_uint_eq(h->v[0]->pid, 4242);
+    ck_assert_uint_eq(h->v[0]->started_ms, 1000010);
+    ck_assert_uint_eq(h->v[0]->ended_ms, 1000025);
+    ck_assert_ptr_nonnull(strstr(span_text(h->v[0]->cause, buf, sizeof buf), "went away"));
+    ck_assert_uint_eq(h->v[1]->attempt, 2);
+    ck_assert_str_eq(span_text(h->v[1]->worker, buf, sizeof buf), "w2");
+    ck_assert_str_eq(span_text(h->v[1]->cause, buf, sizeof buf), "oops");
+}
+END_TEST
+
+START_TEST(retry_failed_job)
+{
+    tqd_worker_t *w = add_worker("w1", 1, "default", "f");
+    tqd_job_t *job = submit(1, "default", "f", 0, 1);
+    uint64_t id = job->id;
+    tqd_queue_dispatch(&q, 0);
+    take_unsent(w);
+    ck_assert_int_eq(tqd_queue_retry(&q, job, 2), -ENOENT); /* running: not failed */
+    ck_assert_int_eq(done(w, id, 1, TASKQ_DONE_ERROR, 5), 0);
+    ck_assert_uint_eq(q.retained, 1);
+    /* Its lane may be swept while it is retained: retry makes it again. */
+    tqd_queue_sweep(&q);
+    tqd_queue_sweep(&q);
+    ck_assert_int_eq(tqd_queue_retry(&q, job, 2), 0);
+    ck_assert_uint_eq(q.retained, 0);
+    ck_assert_uint_eq(q.queued, 1);
+    ck_assert_uint_eq(job->client_id, 2);
+    ck_assert_uint_eq(job->attempt, 0);
+    tqd_queue_dispatch(&q, 10);
+    ck_assert_uint_eq(take_unsent(w), 1);
+    ck_assert_uint_eq(job->attempt, 1);
+    ck_assert_int_eq(done(w, id, 1, TASKQ_DONE_OK, 20), 0);
+    ck_assert_uint_eq(finished[n_finished - 1].status, TASKQ_STATUS_DONE);
+    ck_assert_uint_eq(job->history->n, 1); /* kept across the retry */
+    ck_assert_int_eq(tqd_queue_retry(&q, job, 2), -ENOENT); /* succeeded: not failed */
+}
+END_TEST
+
+START_TEST(submit_index)
+{
+    tqd_job_t *a = submit(7, "default", "f", 0, 1);
+    submit(7, "default", "f", 0, 1);
+    ck_assert_int_eq(tqd_queue_mark_submit(&q, a, 99, 2), 0);
+    ck_assert_ptr_eq(tqd_queue_find_submit(&q, 7, 99), a);
+    ck_assert_ptr_null(tqd_queue_find_submit(&q, 8, 99));
+    ck_assert_ptr_null(tqd_queue_find_submit(&q, 7, 98));
+    tqd_queue_drop(&q, tqd_queue_find(&q, a->id + 1));
+    tqd_queue_drop(&q, a);
+    ck_assert_ptr_null(tqd_queue_find_submit(&q, 7, 99));
+}
+END_TEST
+
+START_TEST(restore_records)
+{
+    static const uint8_t arg[] = {0x2a}, res[] = {0x07};
+    tqd_job_rec_t r = {
+        .id = 10,
+        .client_id = 3,
+        .req_id = 5,
+        .batch = 2,
+        .task = {.function = taskq_span_cstr("f"), .queue = taskq_span_cstr("default"),
+                 .max_attempts = 2, .arg = {arg, sizeof arg}},
+        .state = TQD_JOB_QUEUED,
+    };
+    tqd_job_t *job;
+    ck_assert_int_eq(tqd_queue_restore(&q, &r, 100, &job), 0);
+    ck_assert_int_eq(tqd_queue_restore(&q, &r, 100, &job), -EEXIST);
+    ck_assert_ptr_eq(tqd_queue_find_submit(&q, 3, 5), job);
+    /* Running on its last attempt when the broker stopped: LOST. */
+    r.id = 11;
+    r.batch = 0;
+    r.state = TQD_JOB_RUNNING;
+    r.attempt = 2;
+    r.running = (tqd_attempt_rec_t){.started_ms = 50, .pid = 9, .worker = taskq_span_cstr("w")};
+    ck_assert_int_eq(tqd_queue_restore(&q, &r, 100, &job), 0);
+    ck_assert_uint_eq(job->state, TQD_JOB_FINISHED);
+    ck_assert_uint_eq(job->status, TASKQ_STATUS_LOST);
+    ck_assert_uint_eq(job->history->n, 1);
+    ck_assert_uint_eq(job->history->v[0]->pid, 9);
+    /* Running with an attempt left: queued again, attempt counted. */
+    r.id = 12;
+    r.attempt = 1;
+    ck_assert_int_eq(tqd_queue_restore(&q, &r, 100, &job), 0);
+    ck_assert_uint_eq(job->state, TQD_JOB_QUEUED);
+    ck_assert_uint_eq(job->attempt, 1);
+    ck_assert_uint_eq(q.queued, 2);
+    /* Finished: retained with its payload. */
+    r.id = 40;
+    r.state = TQD_JOB_FINISHED;
+    r.status = TASKQ_STATUS_DONE;
+    r.result = (taskq_span_t){res, sizeof res};
+    r.finished_ms = 90;
+    ck_assert_int_eq(tqd_queue_restore(&q, &r, 100, &job), 0);
+    ck_assert_uint_eq(tqd_job_payload(job).len, 1);
+    ck_assert_uint_eq(q.next_id, 41);
+    /* Out of range: refused, not trusted. */
+    r.id = 41;
+    r.task.max_attempts = 0;
+    ck_assert_int_eq(tqd_queue_restore(&q, &r, 100, &job), -EINVAL);
+    r.task.max_attempts = 2;
+    r.state = 9;
+    ck_assert_int_eq(tqd_queue_restore(&q, &r, 100, &job), -EINVAL);
+    r.state = TQD_JOB_QUEUED;
+    r.task.queue = taskq_span_cstr("");
+    ck_assert_int_eq(tqd_queue_restore(&q, &r, 100, &job), -EINVAL);
+    /* The queued ones run, oldest first. */
+    tqd_worker_t *w = add_worker("w1", 4, "default", "f");
+    tqd_queue_dispatch(&q, 200);
+    ck_assert_uint_eq(take_unsent(w), 2);
+    ck_assert_uint_eq(assigned[0].job, 10);
+    ck_assert_uint_eq(assigned[1].job, 12);
+}
+END_TEST
+
 static Suite *queue_suite(void)
 {
     Suite *s = suite_create("queue");
@@ -837,6 +985,15 @@ static Suite *queue_suite(void)
     tcase_add_test(tc, watch_and_forget);
     tcase_add_test(tc, drop_reuses_ids);
     tcase_add_test(tc, retained_in_finishing_order);
+    suite_add_tcase(s, tc);
+
+    tc = tcase_create("durability");
+    tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_set_timeout(tc, 10);
+    tcase_add_test(tc, history_of_failed_attempts);
+    tcase_add_test(tc, retry_failed_job);
+    tcase_add_test(tc, submit_index);
+    tcase_add_test(tc, restore_records);
     suite_add_tcase(s, tc);
 
     tc = tcase_create("workers");

@@ -1,11 +1,14 @@
 /*
  * test_worker.c - the worker process the integration tests start: a small
  * set of functions whose behaviour the tests can steer through arguments
- * (square, echo, sleep, fail, flaky, seed, pid).
+ * (square, echo, sleep, fail, flaky, seed, pid).  With --exec-log, every
+ * handler call appends "JOB ATTEMPT" as one line to FILE, so that tests
+ * can count executions.
  *
  * Usage: test_worker --broker ENDPOINT [--name N] [--threads N]
- *                    [--prefetch N] [--queue Q]...
+ *                    [--prefetch N] [--queue Q]... [--exec-log FILE]
  */
+#include <fcntl.h>
 #include <msgpack.h>
 #include <signal.h>
 #include <stdio.h>
@@ -17,6 +20,15 @@
 #include "taskq.h"
 
 static taskq_worker_t *the_worker;
+
+/* A registered function, passed to exec_logged as its userdata. */
+typedef struct function {
+    const char *name;
+    taskq_handler_fn fn;
+} function_t;
+
+/* The --exec-log descriptor (O_APPEND), or -1. */
+static int exec_log = -1;
 
 static void on_signal(int sig)
 {
@@ -116,6 +128,20 @@ static int fn_pid(taskq_task_t *t, void *ud)
     return reply_uint(t, (uint64_t)getpid());
 }
 
+/* Log the call, then run the function.  One write(2) per line on an
+ * O_APPEND descriptor, so lines of concurrent handler threads (and of other
+ * processes sharing the file) never interleave. */
+static int exec_logged(taskq_task_t *t, void *ud)
+{
+    const function_t *f = ud;
+    char line[64];
+    int n = snprintf(line, sizeof line, "%llu %u\n", (unsigned long long)taskq_task_job_id(t),
+                     taskq_task_attempt(t));
+    if (write(exec_log, line, (size_t)n) != n)
+        return taskq_task_error(t, "test_worker: cannot write the execution log");
+    return f->fn(t, NULL);
+}
+
 int main(int argc, char **argv)
 {
     const char *broker = NULL;
@@ -138,7 +164,13 @@ int main(int argc, char **argv)
             opts.prefetch = (uint32_t)atoi(v);
         else if (strcmp(argv[i], "--queue") == 0 && nq < 16)
             queues[nq++] = v;
-        else {
+        else if (strcmp(argv[i], "--exec-log") == 0 && exec_log < 0) {
+            exec_log = open(v, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
+            if (exec_log < 0) {
+                perror(v);
+                return 1;
+            }
+        } else {
             fprintf(stderr, "test_worker: unknown option %s\n", argv[i]);
             return 64;
         }
@@ -152,14 +184,16 @@ int main(int argc, char **argv)
         fprintf(stderr, "test_worker: %s\n", taskq_strerror(rc));
         return 1;
     }
-    static const struct {
-        const char *name;
-        taskq_handler_fn fn;
-    } fns[] = {{"square", fn_square}, {"echo", fn_echo}, {"sleep", fn_sleep},
-               {"fail", fn_fail},     {"seed", fn_seed}, {"pid", fn_pid},
-               {"flaky", fn_flaky}};
-    for (size_t i = 0; i < sizeof fns / sizeof fns[0]; i++)
-        taskq_worker_register(the_worker, fns[i].name, fns[i].fn, NULL);
+    static const function_t fns[] = {{"square", fn_square}, {"echo", fn_echo},
+                                     {"sleep", fn_sleep},   {"fail", fn_fail},
+                                     {"seed", fn_seed},     {"pid", fn_pid},
+                                     {"flaky", fn_flaky}};
+    for (size_t i = 0; i < sizeof fns / sizeof fns[0]; i++) {
+        if (exec_log >= 0)
+            taskq_worker_register(the_worker, fns[i].name, exec_logged, (void *)&fns[i]);
+        else
+            taskq_worker_register(the_worker, fns[i].name, fns[i].fn, NULL);
+    }
 
     struct sigaction sa = {.sa_handler = on_signal};
     sigemptyset(&sa.sa_mask);
@@ -168,6 +202,8 @@ int main(int argc, char **argv)
 
     rc = taskq_worker_run(the_worker);
     taskq_worker_destroy(&the_worker);
+    if (exec_log >= 0)
+        close(exec_log);
     if (rc != 0) {
         fprintf(stderr, "test_worker: %s\n", taskq_strerror(rc));
         return 1;

@@ -136,6 +136,7 @@ class Broker:
         self.log = open(os.path.join(self.workdir, "taskqd.log"), "wb")
         self.process = subprocess.Popen(
             [self.path, "--bind", "tcp://127.0.0.1:*", "--ready-file", ready,
+             "--db", os.path.join(self.workdir, "taskq.db"),
              "--heartbeat-ms", str(HEARTBEAT_MS)],
             stdin=subprocess.DEVNULL, stdout=self.log, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + timeout
