@@ -24,7 +24,7 @@ pids+=($!)
 for _ in $(seq 1 500); do [ -s "$run/ready" ] && break; sleep 0.02; done
 [ -s "$run/ready" ] || { echo "taskqd did not start:"; cat "$run/taskqd.log"; exit 1; }
 endpoint=$(head -n1 "$run/ready")
-echo "taskqd serving on $endpoint"
+echo "taskqd serving on $endpoint, its tasks in ./taskq-data/taskq.db"
 
 for i in 1 2; do
   build/examples/square_worker --broker "$endpoint" 2>"$run/worker$i.log" &
