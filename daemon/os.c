@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -106,6 +107,22 @@ int tqd_os_make_parent(const char *path)
             *p = '/';
         }
     }
+}
+
+void tqd_os_usage(uint64_t *user_us, uint64_t *sys_us, uint64_t *rss_bytes)
+{
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    *user_us = (uint64_t)ru.ru_utime.tv_sec * 1000000u + (uint64_t)ru.ru_utime.tv_usec;
+    *sys_us = (uint64_t)ru.ru_stime.tv_sec * 1000000u + (uint64_t)ru.ru_stime.tv_usec;
+    *rss_bytes = 0;
+    FILE *f = fopen("/proc/self/statm", "r");
+    if (!f)
+        return;
+    unsigned long size, resident;
+    if (fscanf(f, "%lu %lu", &size, &resident) == 2)
+        *rss_bytes = (uint64_t)resident * (uint64_t)sysconf(_SC_PAGESIZE);
+    fclose(f);
 }
 
 int tqd_os_random(void *buf, size_t len)

@@ -37,6 +37,10 @@ int64_t tqd_os_wall_offset_ms(void);
  */
 int tqd_os_make_parent(const char *path);
 
+/* CPU time this process used (user and system, µs) and its resident set
+ * now (bytes; 0 if /proc cannot tell). */
+void tqd_os_usage(uint64_t *user_us, uint64_t *sys_us, uint64_t *rss_bytes);
+
 /* Fill buf with len random bytes from getrandom(2).  Returns 0 or -errno. */
 int tqd_os_random(void *buf, size_t len);
 

@@ -8,6 +8,7 @@
 #include <msgpack.h>
 #include <string.h>
 
+#include "os.h"
 #include "taskq.h"
 
 /* Room kept for the STATS_REPLY header around the map. */
@@ -68,7 +69,9 @@ int tqd_stats_encode(const tqd_broker_t *b, taskq_buf_t *out)
     msgpack_packer pk;
     msgpack_packer_init(&pk, out, taskq_buf_write);
     const char *store = b->store->ops->name;
-    if (msgpack_pack_map(&pk, 25) || pack_str(&pk, "version", 7) ||
+    uint64_t user_us, sys_us, rss;
+    tqd_os_usage(&user_us, &sys_us, &rss);
+    if (msgpack_pack_map(&pk, 28) || pack_str(&pk, "version", 7) ||
         pack_str(&pk, TASKQ_VERSION_STRING, strlen(TASKQ_VERSION_STRING)) ||
         pack_uint(&pk, "uptime_ms", b->now - b->started) ||
         pack_uint(&pk, "store_id", b->store->id) || pack_uint(&pk, "queued", q->queued) ||
@@ -84,7 +87,8 @@ int tqd_stats_encode(const tqd_broker_t *b, taskq_buf_t *out)
         pack_str(&pk, "store_ok", 8) ||
         (b->store_failing ? msgpack_pack_false(&pk) : msgpack_pack_true(&pk)) ||
         pack_uint(&pk, "storage_errors", b->storage_errors) ||
-        pack_uint(&pk, "duplicates", b->duplicates))
+        pack_uint(&pk, "duplicates", b->duplicates) || pack_uint(&pk, "cpu_user_us", user_us) ||
+        pack_uint(&pk, "cpu_sys_us", sys_us) || pack_uint(&pk, "rss_bytes", rss))
         return -ENOMEM;
 
     if (pack_str(&pk, "queues", 6) || msgpack_pack_array(&pk, q->n_queues))
