@@ -14,6 +14,10 @@ const char taskq__cancel_mark = 0;
 #define SUBMIT_HEADER_MAX 64
 /* Bytes an encoded task takes beyond its names and argument, at most. */
 #define SUBMIT_ITEM_OVERHEAD 40
+/* An open batch goes out once its tasks take this many bytes, whatever
+ * their count: big arguments gain nothing from sharing a frame, and the
+ * broker can start on them while later ones are still being submitted. */
+#define SUBMIT_BATCH_BYTES (1u << 20)
 
 static bool name_ok(const char *s)
 {
@@ -289,7 +293,7 @@ int taskq__submit(taskq_client_t *c, const taskq__spec_t *spec, const void *arg,
     future_link(c, f);
     /* A failure here is not the caller's: the batch stays open and goes out
      * with the next submit or wait. */
-    if (b->count == c->max_batch)
+    if (b->count == c->max_batch || c->items.len >= SUBMIT_BATCH_BYTES)
         taskq__flush(c);
     *ret_future = f;
     return 0;

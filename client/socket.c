@@ -4,6 +4,7 @@
  * peers announce in HELLO.
  */
 #include <errno.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -51,6 +52,29 @@ int taskq__send(void *sock, const taskq_buf_t *frame)
     while (zmq_send(sock, frame->data, frame->len, ZMQ_DONTWAIT) < 0) {
         if (errno != EINTR)
             return TASKQ_ESYS;
+    }
+    return 0;
+}
+
+static void free_frame(void *data, void *hint)
+{
+    (void)hint;
+    free(data);
+}
+
+int taskq__send_take(void *sock, taskq_buf_t *frame)
+{
+    if (frame->len < TASKQ_ZEROCOPY_MIN)
+        return taskq__send(sock, frame);
+    zmq_msg_t m;
+    if (zmq_msg_init_data(&m, frame->data, frame->len, free_frame, NULL) != 0)
+        return taskq__send(sock, frame);
+    *frame = (taskq_buf_t){0};
+    while (zmq_msg_send(&m, sock, ZMQ_DONTWAIT) < 0) {
+        if (errno != EINTR) {
+            zmq_msg_close(&m);
+            return TASKQ_ESYS;
+        }
     }
     return 0;
 }

@@ -46,6 +46,13 @@ void taskq__socket_close(void **sock, int linger_ms);
 /* Send one frame without blocking.  Returns 0 or TASKQ_ESYS. */
 int taskq__send(void *sock, const taskq_buf_t *frame);
 
+/*
+ * Like taskq__send, but a frame of TASKQ_ZEROCOPY_MIN bytes or more is
+ * handed to ZeroMQ without a copy: its bytes then belong to the message
+ * and *frame is left empty (the next encode allocates anew).
+ */
+int taskq__send_take(void *sock, taskq_buf_t *frame);
+
 /* Receive one frame without blocking into msg (initialised by the caller).
  * Returns 1 when a frame was read, 0 when none is waiting, TASKQ_ESYS. */
 int taskq__recv(void *sock, void *zmq_msg);

@@ -6,6 +6,7 @@
 #include <errno.h>
 #include <getopt.h>
 #include <inttypes.h>
+#include <malloc.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -223,6 +224,10 @@ static int bind_exit_code(int err)
 
 int main(int argc, char **argv)
 {
+    /* Payloads come and go in bursts: keep freed memory for the next ones
+     * instead of returning it to the kernel and faulting it in again. */
+    mallopt(M_MMAP_THRESHOLD, 4 << 20);
+    mallopt(M_TRIM_THRESHOLD, 64 << 20);
     tqd_config_t cfg;
     int code = parse_args(argc, argv, &cfg);
     if (code >= 0)

@@ -8,6 +8,7 @@
 
 #include <errno.h>
 #include <inttypes.h>
+#include <stdlib.h>
 #include <zmq.h>
 
 #include "broker_impl.h"
@@ -23,6 +24,29 @@
 static const uint8_t unknown_payload[] = "\xab"
                                          "no such job";
 
+static void free_frame(void *data, void *hint)
+{
+    (void)hint;
+    free(data);
+}
+
+/* Send b->out as the body of the message begun; a large one is given to
+ * ZeroMQ without a copy, and b->out starts afresh.  0 or -1 (errno). */
+static int send_body(tqd_broker_t *b)
+{
+    zmq_msg_t m;
+    if (b->out.len < TASKQ_ZEROCOPY_MIN ||
+        zmq_msg_init_data(&m, b->out.data, b->out.len, free_frame, NULL) != 0)
+        return zmq_send(b->sock, b->out.data, b->out.len, ZMQ_DONTWAIT) < 0 ? -1 : 0;
+    b->out = (taskq_buf_t){0};
+    if (zmq_msg_send(&m, b->sock, ZMQ_DONTWAIT) >= 0)
+        return 0;
+    int err = errno;
+    zmq_msg_close(&m);
+    errno = err;
+    return -1;
+}
+
 int tqd_outbox_send(tqd_broker_t *b, const uint8_t *rid, size_t rid_len, int enc_rc)
 {
     if (enc_rc < 0) {
@@ -33,8 +57,7 @@ int tqd_outbox_send(tqd_broker_t *b, const uint8_t *rid, size_t rid_len, int enc
         b->unroutable++;
         return -EHOSTUNREACH;
     }
-    if (zmq_send(b->sock, rid, rid_len, ZMQ_SNDMORE | ZMQ_DONTWAIT) < 0 ||
-        zmq_send(b->sock, b->out.data, b->out.len, ZMQ_DONTWAIT) < 0) {
+    if (zmq_send(b->sock, rid, rid_len, ZMQ_SNDMORE | ZMQ_DONTWAIT) < 0 || send_body(b) < 0) {
         int err = errno;
         if (err == EHOSTUNREACH)
             b->unroutable++;

@@ -376,6 +376,11 @@ int taskq_object_check(const void *buf, size_t len, uint32_t max_depth);
 /* ---- Encoding ---------------------------------------------------------- */
 
 /* A growable byte buffer.  Zero-initialise it; free with taskq_buf_fini. */
+/* Frames at least this large are handed to ZeroMQ without a copy
+ * (zmq_msg_init_data) by the senders that can give their buffer away:
+ * below it, copying is cheaper than a fresh allocation per frame. */
+#define TASKQ_ZEROCOPY_MIN 16384
+
 typedef struct taskq_buf {
     uint8_t *data; /* bytes written so far; owned by the buffer */
     size_t len;    /* bytes in use */

@@ -302,7 +302,7 @@ static void collect_done(taskq_worker_t *w)
 static int send_out(taskq_worker_t *w, int64_t now)
 {
     w->sent_at = now;
-    return taskq__send(w->sock, &w->out);
+    return taskq__send_take(w->sock, &w->out);
 }
 
 /* Free the outcomes of attempts received before the last HELLO: the broker
