@@ -1,7 +1,8 @@
 /*
- * check_examples.c - the Monte Carlo example end to end: a real taskqd, a
- * taskq-worker with two processes loading examples/montecarlo.so, and the
- * pi_client program, whose output is read back and checked.
+ * check_examples.c - the Monte Carlo examples end to end: a real taskqd, a
+ * taskq-worker with two processes loading examples/montecarlo.so (or
+ * bootstrap.so), and the pi_client (or bootstrap) program, whose output is
+ * read back and checked.
  */
 #include <check.h>
 #include <math.h>
@@ -21,18 +22,30 @@ static th_broker_t broker;
     ck_assert_msg((got) == (want), "%s: got %s (%s), want %s", #got, taskq_errname(got), \
                   taskq_strerror(got), taskq_errname(want))
 
-/* A broker and a taskq-worker serving mc_integrate with two processes. */
-static void setup(void)
+/* A broker and a taskq-worker with two processes loading plugin. */
+static void start(const char *plugin)
 {
     memset(&broker, 0, sizeof broker);
     ck_assert_int_eq(th_broker_start(&broker, NULL, NULL), 0);
     const char *const args[] = {"--broker", broker.endpoint, "--procs", "2",
-                                "--load", MONTECARLO_PATH, NULL};
+                                "--load", plugin, NULL};
     ck_assert_int_gt(th_spawn(TASKQ_WORKER_PATH, args), 0);
     taskq_client_t *c = NULL;
     ck_assert_code(taskq_client_new(broker.endpoint, NULL, &c), 0);
     ck_assert_int_eq(th_wait_workers(c, 2, 20000), 0);
     taskq_client_destroy(&c);
+}
+
+/* Workers serving mc_integrate (montecarlo.so). */
+static void setup(void)
+{
+    start(MONTECARLO_PATH);
+}
+
+/* Workers serving bootstrap_fit (bootstrap.so). */
+static void setup_bootstrap(void)
+{
+    start(BOOTSTRAP_PLUGIN_PATH);
 }
 
 static void teardown(void)
@@ -172,12 +185,80 @@ START_TEST(test_bad_arguments_refused)
 }
 END_TEST
 
+/* Read the two numbers after "key" at the start of a line of out. */
+static bool row(const char *out, const char *key, double v[2])
+{
+    size_t klen = strlen(key);
+    for (const char *line = out; line; line = strchr(line, '\n')) {
+        line += line[0] == '\n';
+        if (strncmp(line, key, klen) == 0 && line[klen] == ' ')
+            return sscanf(line + klen, "%lf %lf", &v[0], &v[1]) == 2;
+    }
+    return false;
+}
+
+/* Run the bootstrap client with args; it must exit with status want. */
+static void bootstrap(const char *const *args, int want, char *out, size_t cap)
+{
+    int st = th_run(BOOTSTRAP_PATH, args, 120000, out, cap);
+    ck_assert_msg(st != -1 && WIFEXITED(st) && WEXITSTATUS(st) == want,
+                  "bootstrap status %d, want exit %d:\n%s", st, want, out);
+}
+
+START_TEST(test_bootstrap_agrees_and_matches_spread)
+{
+    enum { N = 60 }; /* data sets */
+    char out[8192], serial[8192];
+    const char *const args[] = {"--broker", broker.endpoint, "--datasets", "60", "--points",
+                                "200", "--resamples", "500", "--seed", "7", "--procs", "2",
+                                NULL};
+    bootstrap(args, 0, out, sizeof out);
+    /* The client compares the workers' results with its own run. */
+    ck_assert_msg(strstr(out, "\nagree        60 of 60 data sets bit for bit\n"), "%s", out);
+
+    double truth[2], mean[2], sd[2], boot_se[2], theory_se[2];
+    ck_assert_msg(row(out, "true", truth) && row(out, "mean", mean) && row(out, "sd", sd) &&
+                      row(out, "boot_se", boot_se) && row(out, "theory_se", theory_se),
+                  "unexpected output:\n%s", out);
+    ck_assert(truth[0] == 1.0 && truth[1] == 2.0);
+    for (int k = 0; k < 2; k++) {
+        /* The mean of N unbiased estimates, within 4 of its standard errors. */
+        ck_assert_msg(fabs(mean[k] - truth[k]) < 4 * sd[k] / sqrt(N), "mean %g, true %g, sd %g",
+                      mean[k], truth[k], sd[k]);
+        /* The bootstrap SE estimates the spread across data sets; the sd of
+         * N = 60 estimates is itself uncertain by 1/sqrt(2 (N - 1)), 9 %. */
+        ck_assert_msg(boot_se[k] > 0.6 * sd[k] && boot_se[k] < 1.5 * sd[k],
+                      "boot_se %g, sd %g", boot_se[k], sd[k]);
+        /* Averaged over N data sets it is much steadier: within 15 % of the
+         * large-n formula at n = 200. */
+        ck_assert_msg(fabs(boot_se[k] / theory_se[k] - 1) < 0.15, "boot_se %g, theory_se %g",
+                      boot_se[k], theory_se[k]);
+    }
+
+    /* --serial-only needs no broker and prints the same table. */
+    const char *const alone[] = {"--broker", "tcp://127.0.0.1:1", "--datasets", "60",
+                                 "--points", "200", "--resamples", "500", "--seed", "7",
+                                 "--serial-only", NULL};
+    bootstrap(alone, 0, serial, sizeof serial);
+    const char *to = strstr(out, "\nserial ");
+    ck_assert_ptr_nonnull(to);
+    ck_assert_msg(strncmp(serial, out, (size_t)(to - out)) == 0, "serial:\n%s\nremote:\n%s",
+                  serial, out);
+    ck_assert_ptr_null(strstr(serial, "agree"));
+
+    /* Fewer than 10 points is refused. */
+    const char *const few[] = {"--points", "9", "--serial-only", NULL};
+    bootstrap(few, 2, serial, sizeof serial);
+}
+END_TEST
+
 int main(void)
 {
     const th_case_t cases[] = {
         {"pi_within_4_se", test_estimate_within_four_standard_errors, 120, setup, teardown},
         {"same_seeds", test_same_seeds_same_estimate, 120, setup, teardown},
         {"bad_arguments", test_bad_arguments_refused, 120, setup, teardown},
+        {"bootstrap", test_bootstrap_agrees_and_matches_spread, 240, setup_bootstrap, teardown},
     };
     return th_run_suite("examples", cases, sizeof cases / sizeof cases[0]);
 }
