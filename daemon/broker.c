@@ -1,9 +1,10 @@
 /*
  * broker.c - the broker context's life cycle and its event loop.  Each
- * turn: dispatch, read a bounded number of frames (handlers.c), fire due
- * timers, commit the store, flush the turn's batches (outbox.c), expire
- * outcomes.  So everything a turn sends was committed first.  It also owns
- * the routing index, recovery, and peers coming and going.
+ * turn: read a bounded number of frames (handlers.c), fire due timers,
+ * dispatch, commit the store, flush the turn's batches (outbox.c), expire
+ * outcomes.  So everything a turn sends was committed first, and nothing
+ * changes a dispatched job before its TASKS goes out.  It also owns the
+ * routing index, recovery, and peers coming and going.
  */
 #include "broker.h"
 
@@ -309,12 +310,10 @@ int tqd_broker_run(tqd_broker_t *b)
             return -err;
         }
         b->now = tqd_os_now_ms();
-        /* Dispatch first: what this turn reads is committed before it can
-         * be dispatched, so a refused SUBMIT never reached a worker. */
-        tqd_queue_dispatch(&b->queue, b->now);
         if (rc > 0 && (items[0].revents & ZMQ_POLLIN))
             read_frames(b);
         fire_timers(b);
+        tqd_queue_dispatch(&b->queue, b->now);
         commit(b);
         tqd_outbox_flush(b);
         compact_timers(b);

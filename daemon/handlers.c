@@ -27,7 +27,8 @@ uint32_t tqd_submit_unwind(tqd_broker_t *b, uint64_t first, uint32_t count)
     uint32_t dropped = 0;
     for (uint32_t i = count; i-- > 0;) {
         tqd_job_t *job = tqd_queue_find(&b->queue, first + i);
-        if (job && job->state == TQD_JOB_QUEUED) {
+        /* Dispatched this turn counts too: its TASKS has not gone out. */
+        if (job && job->state != TQD_JOB_FINISHED) {
             tqd_queue_drop(&b->queue, job);
             dropped++;
         }

@@ -568,10 +568,17 @@ int tqd_queue_add(tqd_queue_t *q, uint64_t client_id, const taskq_submit_item_t 
 
 void tqd_queue_drop(tqd_queue_t *q, tqd_job_t *job)
 {
-    flow_unlink(q, job);
+    if (job->state == TQD_JOB_RUNNING) {
+        tqd_worker_unsend(job->worker, job);
+        job->lane->queue->running--;
+        q->running--;
+        q->dispatch_needed = true;
+    } else {
+        flow_unlink(q, job);
+        job->lane->queue->queued--;
+        q->queued--;
+    }
     job->lane->refs--;
-    job->lane->queue->queued--;
-    q->queued--;
     if (job->id == q->next_id - 1)
         q->next_id--;
     job_free(q, job);

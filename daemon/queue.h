@@ -190,8 +190,10 @@ int tqd_queue_add(tqd_queue_t *q, uint64_t client_id, const taskq_submit_item_t 
                   tqd_job_t **ret);
 
 /*
- * Undo tqd_queue_add of a job that is still queued: it is freed without
- * an outcome, and if it had the last id handed out, that id is reused.
+ * Undo tqd_queue_add of a job that is still queued, or was dispatched in
+ * this loop turn and not yet sent (its worker's credit is given back): it
+ * is freed without an outcome, and if it had the last id handed out, that
+ * id is reused.
  */
 void tqd_queue_drop(tqd_queue_t *q, tqd_job_t *job);
 

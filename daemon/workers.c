@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "hashtab.h"
+#include "queue.h"
 
 static int span_cmp(const taskq_span_t *a, const taskq_span_t *b)
 {
@@ -151,6 +152,19 @@ void tqd_worker_hold(tqd_worker_t *w, uint64_t job_id, uint32_t attempt, struct 
     held_place(w->held, w->held_mask, (tqd_held_t){job_id, attempt});
     w->used++;
     w->unsent[w->n_unsent++] = job;
+}
+
+void tqd_worker_unsend(tqd_worker_t *w, const struct tqd_job *job)
+{
+    for (uint32_t i = 0; i < w->n_unsent; i++) {
+        if (w->unsent[i] == job) {
+            memmove(&w->unsent[i], &w->unsent[i + 1],
+                    (w->n_unsent - i - 1) * sizeof *w->unsent);
+            w->n_unsent--;
+            tqd_worker_release(w, job->id, job->attempt);
+            return;
+        }
+    }
 }
 
 /* Slot of (job_id, attempt) in the held set, or -1. */

@@ -77,6 +77,10 @@ int tqd_worker_reserve(tqd_worker_t *w);
  */
 void tqd_worker_hold(tqd_worker_t *w, uint64_t job_id, uint32_t attempt, struct tqd_job *job);
 
+/* Take back job (its current attempt), held and not yet sent: it leaves
+ * the unsent list and frees its credit.  Nothing if it is not unsent. */
+void tqd_worker_unsend(tqd_worker_t *w, const struct tqd_job *job);
+
 /* Stop holding (job_id, attempt): frees one credit.  false if not held. */
 bool tqd_worker_release(tqd_worker_t *w, uint64_t job_id, uint32_t attempt);
 

@@ -935,6 +935,31 @@ START_TEST(restore_records)
 }
 END_TEST
 
+
+/* A commit that fails unwinds the turn's SUBMITs, some of them dispatched
+ * in that turn but not sent: their credit comes back. */
+START_TEST(drop_dispatched_unsent)
+{
+    tqd_worker_t *w = add_worker("w1", 4, "default", "f");
+    tqd_job_t *a = submit(1, "default", "f", 0, 1);
+    tqd_job_t *b = submit(1, "default", "f", 0, 1);
+    tqd_queue_dispatch(&q, 0);
+    ck_assert_uint_eq(w->n_unsent, 2);
+    ck_assert_uint_eq(w->used, 2);
+    uint64_t ida = a->id, idb = b->id;
+    tqd_queue_drop(&q, b);
+    tqd_queue_drop(&q, a);
+    ck_assert_uint_eq(w->n_unsent, 0);
+    ck_assert_uint_eq(w->used, 0);
+    ck_assert_uint_eq(q.running, 0);
+    ck_assert_uint_eq(q.queued, 0);
+    ck_assert_ptr_null(tqd_queue_find(&q, ida));
+    ck_assert_ptr_null(tqd_queue_find(&q, idb));
+    ck_assert(!tqd_worker_holds(w, ida, 1));
+    ck_assert_uint_eq(q.next_id, ida); /* both ids are given out again */
+}
+END_TEST
+
 static Suite *queue_suite(void)
 {
     Suite *s = suite_create("queue");
@@ -994,6 +1019,7 @@ static Suite *queue_suite(void)
     tcase_add_test(tc, retry_failed_job);
     tcase_add_test(tc, submit_index);
     tcase_add_test(tc, restore_records);
+    tcase_add_test(tc, drop_dispatched_unsent);
     suite_add_tcase(s, tc);
 
     tc = tcase_create("workers");
