@@ -298,6 +298,16 @@ static long poll_timeout(const tqd_broker_t *b)
     return when <= b->now ? 0 : (long)(when - b->now);
 }
 
+void tqd_broker_turn_end(tqd_broker_t *b)
+{
+    fire_timers(b);
+    tqd_queue_dispatch(&b->queue, b->now);
+    commit(b);
+    tqd_outbox_flush(b);
+    compact_timers(b);
+    expire_outcomes(b);
+}
+
 int tqd_broker_run(tqd_broker_t *b)
 {
     while (!tqd_os_stopping()) {
@@ -312,12 +322,7 @@ int tqd_broker_run(tqd_broker_t *b)
         b->now = tqd_os_now_ms();
         if (rc > 0 && (items[0].revents & ZMQ_POLLIN))
             read_frames(b);
-        fire_timers(b);
-        tqd_queue_dispatch(&b->queue, b->now);
-        commit(b);
-        tqd_outbox_flush(b);
-        compact_timers(b);
-        expire_outcomes(b);
+        tqd_broker_turn_end(b);
     }
     tqd_outbox_bye(b);
     return 0;

@@ -100,6 +100,14 @@ int tqd_broker_bind(tqd_broker_t *b, const char *endpoint, char *ret, size_t cap
 int tqd_broker_recover(tqd_broker_t *b);
 
 /*
+ * The rest of a loop turn once its frames are read (tqd_handle_frame):
+ * fire due timers, dispatch, commit, flush what is owed, expire outcomes,
+ * all at the clock b->now.  tqd_broker_run calls it every turn; a test can
+ * drive the broker turn by turn with it.
+ */
+void tqd_broker_turn_end(tqd_broker_t *b);
+
+/*
  * Serve until SIGTERM or SIGINT, then send BYE "shutdown" to every peer.
  * Returns 0, or a negative errno if polling the socket failed (logged).
  */

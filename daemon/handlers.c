@@ -331,13 +331,15 @@ static void on_retry(tqd_broker_t *b, tqd_client_t *c, uint64_t req_id, uint64_t
     if (rc < 0) {
         char text[128];
         snprintf(text, sizeof text, "job %" PRIu64 ": %s", id,
-                 rc == -ENOENT   ? "the broker holds no failed job with this id"
+                 rc == -ENOENT  ? "the broker holds no failed job with this id"
+                 : rc == -EBUSY ? "a worker still runs an abandoned attempt of it; try again "
+                                  "once that worker has reported it"
                  : rc == -ENOSPC ? "too many distinct (queue, function) pairs"
                                  : "out of memory");
         tqd_outbox_refuse_peer(b, &c->peer,
-                               rc == -ENOENT   ? TASKQ_PERR_NOT_FOUND
-                               : rc == -ENOSPC ? TASKQ_PERR_LIMIT
-                                               : TASKQ_PERR_INTERNAL,
+                               rc == -ENOENT                    ? TASKQ_PERR_NOT_FOUND
+                               : rc == -ENOSPC || rc == -EBUSY ? TASKQ_PERR_LIMIT
+                                                                : TASKQ_PERR_INTERNAL,
                                req_id, text);
         return;
     }

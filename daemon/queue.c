@@ -983,10 +983,25 @@ int tqd_queue_restore(tqd_queue_t *q, const tqd_job_rec_t *r, uint64_t now, tqd_
     return 0;
 }
 
+/* Whether a connected worker still holds one of job's attempts (one it
+ * was told to abandon and has not reported yet). */
+static bool attempt_held(const tqd_queue_t *q, const tqd_job_t *job)
+{
+    for (size_t i = 0; i < q->workers->len; i++)
+        for (uint32_t a = 1; a <= job->attempt; a++)
+            if (tqd_worker_holds(q->workers->v[i], job->id, a))
+                return true;
+    return false;
+}
+
 int tqd_queue_retry(tqd_queue_t *q, tqd_job_t *job, uint64_t client_id)
 {
     if (job->state != TQD_JOB_FINISHED || !tqd_status_failed(job->status) || !job->history)
         return -ENOENT;
+    /* Attempt numbers start again at 1: none may still be out there, or
+     * its late outcome would pass for the new attempt's. */
+    if (attempt_held(q, job))
+        return -EBUSY;
     int rc;
     tqd_lane_t *lane = lane_get(q, job->history->queue, job->history->function, &rc);
     if (!lane)

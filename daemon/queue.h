@@ -243,7 +243,9 @@ int tqd_queue_restore(tqd_queue_t *q, const tqd_job_rec_t *r, uint64_t now, tqd_
  * the same id, at the back of its lane, with all its attempts available
  * again and its history kept.  It now belongs to client_id (who asked for
  * the retry), so its outcome goes there.  Returns 0, -ENOENT if job is not
- * a failed retained job, -ENOSPC (too many lanes) or -ENOMEM (the job is
+ * a failed retained job, -EBUSY if a worker still holds one of its
+ * attempts (abandoned, not yet reported: attempt numbers start again at 1,
+ * so none may be out), -ENOSPC (too many lanes) or -ENOMEM (the job is
  * left as it was).
  */
 int tqd_queue_retry(tqd_queue_t *q, tqd_job_t *job, uint64_t client_id);
