@@ -60,18 +60,18 @@ enum {
 static const char *const stmt_sql[ST_COUNT] = {
     [ST_BEGIN] = "BEGIN IMMEDIATE",
     [ST_COMMIT] = "COMMIT",
-    [ST_INSERT] = "INSERT OR REPLACE INTO jobs(id, client_id, req_id, batch, queue, function,"
-                  " priority, timeout_ms, max_attempts, arg, state, attempt, failures)"
-                  " VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, 0)",
+    [ST_INSERT] = ("INSERT OR REPLACE INTO jobs(id, client_id, req_id, batch, queue, function,"
+                   " priority, timeout_ms, max_attempts, arg, state, attempt, failures)"
+                   " VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, 0)"),
     /* worker, host, pid and started_at describe the current or last
      * attempt: a NULL (not running) keeps the last one.  A retry changes
      * the submitter and ends the job's place in the SUBMIT dedupe index. */
-    [ST_UPDATE] = "UPDATE jobs SET client_id = ?2, req_id = ?3, batch = ?4, state = ?5,"
-                  " attempt = ?6, worker = coalesce(?7, worker), host = coalesce(?8, host),"
-                  " pid = coalesce(?9, pid), started_at = coalesce(?10, started_at),"
-                  " status = ?11, result = ?12, finished_at = ?13, failures = ?14 WHERE id = ?1",
-    [ST_ADD_ATTEMPT] = "INSERT OR REPLACE INTO attempts(job_id, seq, attempt, worker, host, pid,"
-                       " started_at, ended_at, cause) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+    [ST_UPDATE] = ("UPDATE jobs SET client_id = ?2, req_id = ?3, batch = ?4, state = ?5,"
+                   " attempt = ?6, worker = coalesce(?7, worker), host = coalesce(?8, host),"
+                   " pid = coalesce(?9, pid), started_at = coalesce(?10, started_at),"
+                   " status = ?11, result = ?12, finished_at = ?13, failures = ?14 WHERE id = ?1"),
+    [ST_ADD_ATTEMPT] = ("INSERT OR REPLACE INTO attempts(job_id, seq, attempt, worker, host, pid,"
+                        " started_at, ended_at, cause) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)"),
     [ST_DELETE_JOBS] = "DELETE FROM jobs WHERE id BETWEEN ?1 AND ?2",
     [ST_DELETE_ATTEMPTS] = "DELETE FROM attempts WHERE job_id BETWEEN ?1 AND ?2",
     [ST_SET_META] = "UPDATE meta SET value = ?2 WHERE key = ?1",
