@@ -31,20 +31,41 @@ static void free_frame(void *data, void *hint)
 }
 
 /* Send b->out as the body of the message begun; a large one is given to
- * ZeroMQ without a copy, and b->out starts afresh.  0 or -1 (errno). */
+ * ZeroMQ without a copy, and b->out starts afresh.  A signal does not cut
+ * a message in two: the body is sent again after EINTR, or the next
+ * message's routing id would be taken for this one's body.  0 or -1
+ * (errno). */
 static int send_body(tqd_broker_t *b)
 {
     zmq_msg_t m;
     if (b->out.len < TASKQ_ZEROCOPY_MIN ||
-        zmq_msg_init_data(&m, b->out.data, b->out.len, free_frame, NULL) != 0)
-        return zmq_send(b->sock, b->out.data, b->out.len, ZMQ_DONTWAIT) < 0 ? -1 : 0;
+        zmq_msg_init_data(&m, b->out.data, b->out.len, free_frame, NULL) != 0) {
+        int rc;
+        while ((rc = zmq_send(b->sock, b->out.data, b->out.len, ZMQ_DONTWAIT)) < 0 &&
+               errno == EINTR)
+            ;
+        return rc < 0 ? -1 : 0;
+    }
     b->out = (taskq_buf_t){0};
-    if (zmq_msg_send(&m, b->sock, ZMQ_DONTWAIT) >= 0)
+    int rc;
+    while ((rc = zmq_msg_send(&m, b->sock, ZMQ_DONTWAIT)) < 0 && errno == EINTR)
+        ;
+    if (rc >= 0)
         return 0;
     int err = errno;
     zmq_msg_close(&m);
     errno = err;
     return -1;
+}
+
+/* The routing id part of a message, again after EINTR.  0 or -1. */
+static int send_rid(tqd_broker_t *b, const uint8_t *rid, size_t rid_len)
+{
+    int rc;
+    while ((rc = zmq_send(b->sock, rid, rid_len, ZMQ_SNDMORE | ZMQ_DONTWAIT)) < 0 &&
+           errno == EINTR)
+        ;
+    return rc < 0 ? -1 : 0;
 }
 
 int tqd_outbox_send(tqd_broker_t *b, const uint8_t *rid, size_t rid_len, int enc_rc)
@@ -57,7 +78,7 @@ int tqd_outbox_send(tqd_broker_t *b, const uint8_t *rid, size_t rid_len, int enc
         b->unroutable++;
         return -EHOSTUNREACH;
     }
-    if (zmq_send(b->sock, rid, rid_len, ZMQ_SNDMORE | ZMQ_DONTWAIT) < 0 || send_body(b) < 0) {
+    if (send_rid(b, rid, rid_len) < 0 || send_body(b) < 0) {
         int err = errno;
         if (err == EHOSTUNREACH)
             b->unroutable++;
