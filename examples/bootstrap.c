@@ -25,6 +25,7 @@
 #include <taskq.h>
 
 #include "bootstrap.h"
+#include "client_util.h"
 
 /* Failed tasks printed before the rest are only counted. */
 #define REPORT_MAX 10
@@ -167,27 +168,6 @@ static void print_spread(const run_t *r, const bs_result_t *res, double *scratch
            ib);
     printf("%-12s %-19.1f %-19.1f (%% of estimate +- 1.96 boot_se holding true)\n",
            "coverage_95", a.coverage, b.coverage);
-}
-
-/* Parse an unsigned integer in [min, max]; false if it is not one. */
-static bool parse_u64(const char *s, uint64_t min, uint64_t max, uint64_t *ret)
-{
-    if (!s || *s < '0' || *s > '9') /* strtoull would take " 1" and "-1" */
-        return false;
-    char *end;
-    errno = 0;
-    unsigned long long v = strtoull(s, &end, 10);
-    if (errno || *end || v < min || v > max)
-        return false;
-    *ret = v;
-    return true;
-}
-
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
 static int usage(const char *prog)

@@ -23,6 +23,7 @@
 #include <msgpack.h>
 #include <taskq.h>
 
+#include "client_util.h"
 #include "montecarlo.h"
 
 /* Failed tasks printed before the rest are only counted. */
@@ -141,27 +142,6 @@ static void run_serial(run_t *r)
         r->total.sumsq += s.sumsq;
         r->total.n += s.n;
     }
-}
-
-/* Parse an unsigned integer in [min, max]; false if it is not one. */
-static bool parse_u64(const char *s, uint64_t min, uint64_t max, uint64_t *ret)
-{
-    if (!s || *s < '0' || *s > '9') /* strtoull would take " 1" and "-1" */
-        return false;
-    char *end;
-    errno = 0;
-    unsigned long long v = strtoull(s, &end, 10);
-    if (errno || *end || v < min || v > max)
-        return false;
-    *ret = v;
-    return true;
-}
-
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
 static int usage(const char *prog)

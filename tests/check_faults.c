@@ -110,26 +110,6 @@ static uint64_t stat_of(taskq_client_t *c, const char *key)
     return v;
 }
 
-static taskq_future_t *submit_int(taskq_client_t *c, const char *fn, int64_t v,
-                                  const taskq_submit_opts_t *opts)
-{
-    uint8_t arg[16];
-    size_t n = th_pack_int(v, arg, sizeof arg);
-    taskq_future_t *f = NULL;
-    ck_assert_code(taskq_submit(c, fn, arg, n, opts, &f), 0);
-    return f;
-}
-
-static uint64_t result_uint(taskq_future_t *f)
-{
-    size_t len;
-    const void *r = taskq_future_result(f, &len);
-    ck_assert_ptr_nonnull(r);
-    uint64_t v;
-    ck_assert_int_eq(th_unpack_uint(r, len, &v), 0);
-    return v;
-}
-
 static int cmp_u64(const void *a, const void *b)
 {
     uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
@@ -499,7 +479,7 @@ START_TEST(test_partition)
                   netns.path);
     taskq_future_t *held[PART_HELD];
     for (int i = 0; i < PART_HELD; i++)
-        held[i] = submit_int(c, "sleep", PART_SLEEP_MS, NULL);
+        held[i] = th_submit_int(c, "sleep", PART_SLEEP_MS, NULL);
     ck_assert_code(taskq_client_flush(c), 0);
     bool ok;
     uint64_t running = 0;
@@ -536,7 +516,7 @@ START_TEST(test_partition)
         int rc = taskq_future_wait(held[i], 20000);
         ck_assert_msg(rc == 0, "task %d: %s: %s", i, taskq_errname(rc),
                       taskq_future_error(held[i]));
-        pid_t by = (pid_t)result_uint(held[i]);
+        pid_t by = (pid_t)th_result_uint(held[i]);
         ck_assert_msg(by == local[0] || by == local[1], "task %d done by %d (remote %d)", i,
                       (int)by, (int)remote);
         ck_assert_uint_eq(taskq_future_attempts(held[i]), 2);
@@ -550,9 +530,9 @@ START_TEST(test_partition)
     ck_assert_int_eq(th_worker_stat(c, remote, "done", &done_before), 0);
     taskq_submit_opts_t there = {.queue = "remote"};
     for (int i = 0; i < PART_NEW; i++) {
-        taskq_future_t *f = submit_int(c, "pid", i, &there);
+        taskq_future_t *f = th_submit_int(c, "pid", i, &there);
         ck_assert_code(taskq_future_wait(f, 20000), 0);
-        ck_assert_int_eq((pid_t)result_uint(f), remote);
+        ck_assert_int_eq((pid_t)th_result_uint(f), remote);
         taskq_future_destroy(&f);
     }
     ck_assert_int_eq(th_worker_stat(c, remote, "done", &done_after), 0);
@@ -641,7 +621,7 @@ START_TEST(test_full_disk)
     /* Tasks accepted while there is space, waiting for a worker. */
     taskq_future_t *held[DISK_HELD], *blobs[DISK_TRIES];
     for (int i = 0; i < DISK_HELD; i++)
-        held[i] = submit_int(c, "square", i, NULL);
+        held[i] = th_submit_int(c, "square", i, NULL);
     for (int i = 0; i < DISK_HELD; i++)
         ck_assert_code(th_wait_accepted(held[i], 10000), 0);
 
@@ -683,15 +663,15 @@ START_TEST(test_full_disk)
     ck_assert_int_eq(unlink(filler), 0);
     taskq_future_t *fresh[DISK_NEW];
     for (int i = 0; i < DISK_NEW; i++)
-        fresh[i] = submit_int(c, "square", 1000 + i, NULL);
+        fresh[i] = th_submit_int(c, "square", 1000 + i, NULL);
     for (int i = 0; i < DISK_NEW; i++) {
         ck_assert_code(taskq_future_wait(fresh[i], 20000), 0);
-        ck_assert_uint_eq(result_uint(fresh[i]), (uint64_t)(1000 + i) * (1000 + i));
+        ck_assert_uint_eq(th_result_uint(fresh[i]), (uint64_t)(1000 + i) * (1000 + i));
         taskq_future_destroy(&fresh[i]);
     }
     for (int i = 0; i < DISK_HELD; i++) {
         ck_assert_code(taskq_future_wait(held[i], 20000), 0);
-        ck_assert_uint_eq(result_uint(held[i]), (uint64_t)i * i);
+        ck_assert_uint_eq(th_result_uint(held[i]), (uint64_t)i * i);
         taskq_future_destroy(&held[i]);
     }
     for (int i = 0; i < n_blobs; i++) {
@@ -747,7 +727,7 @@ START_TEST(test_worker_host_restart)
      * the other worker takes the rest. */
     taskq_future_t *fs[HOST_N];
     for (int i = 0; i < HOST_N; i++)
-        fs[i] = submit_int(c, "sleep", HOST_SLEEP_MS, NULL);
+        fs[i] = th_submit_int(c, "sleep", HOST_SLEEP_MS, NULL);
     ck_assert_code(taskq_client_flush(c), 0);
     bool ok;
     WAIT_FOR(ok, th_count_lines(runs) == HOST_PROCS && stat_is(c, "running", HOST_HELD), 10000);
@@ -772,7 +752,7 @@ START_TEST(test_worker_host_restart)
     for (int i = 0; i < HOST_N; i++) {
         int rc = taskq_future_wait(fs[i], 30000);
         ck_assert_msg(rc == 0, "task %d: %s: %s", i, taskq_errname(rc), taskq_future_error(fs[i]));
-        ck_assert_int_eq((pid_t)result_uint(fs[i]), other);
+        ck_assert_int_eq((pid_t)th_result_uint(fs[i]), other);
         taskq_future_destroy(&fs[i]);
     }
     int64_t finish_ms = th_now_ms() - t_kill;

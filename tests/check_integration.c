@@ -53,26 +53,6 @@ static pid_t worker(const char *const *args)
     return pid;
 }
 
-static taskq_future_t *submit_int(taskq_client_t *c, const char *fn, int64_t v,
-                                  const taskq_submit_opts_t *opts)
-{
-    uint8_t arg[16];
-    size_t n = th_pack_int(v, arg, sizeof arg);
-    taskq_future_t *f = NULL;
-    ck_assert_code(taskq_submit(c, fn, arg, n, opts, &f), 0);
-    return f;
-}
-
-static int64_t result_int(taskq_future_t *f)
-{
-    size_t len;
-    const void *r = taskq_future_result(f, &len);
-    ck_assert_ptr_nonnull(r);
-    int64_t v;
-    ck_assert_int_eq(th_unpack_int(r, len, &v), 0);
-    return v;
-}
-
 /* ---- many tasks over several workers -------------------------------- */
 
 struct squares {
@@ -129,7 +109,7 @@ START_TEST(test_sigkill_worker_holding_tasks)
     enum { N = 24 };
     taskq_future_t *fs[N];
     for (int i = 0; i < N; i++)
-        fs[i] = submit_int(c, "sleep", 100, NULL);
+        fs[i] = th_submit_int(c, "sleep", 100, NULL);
     ck_assert_code(taskq_client_flush(c), 0);
 
     /* Only the victim is connected: wait until it holds tasks, then add two
@@ -145,7 +125,7 @@ START_TEST(test_sigkill_worker_holding_tasks)
     int retried = 0;
     for (int i = 0; i < N; i++) {
         ck_assert_code(taskq_future_wait(fs[i], 20000), 0);
-        int64_t pid = result_int(fs[i]);
+        int64_t pid = th_result_int(fs[i]);
         if (taskq_future_attempts(fs[i]) > 1) {
             retried++;
             ck_assert_int_ne(pid, victim);
@@ -171,7 +151,7 @@ START_TEST(test_stopped_worker_returns_unstarted_tasks)
     taskq_submit_opts_t once = {.max_attempts = 1};
     taskq_future_t *fs[N];
     for (int i = 0; i < N; i++)
-        fs[i] = submit_int(c, "sleep", 100, &once);
+        fs[i] = th_submit_int(c, "sleep", 100, &once);
     ck_assert_code(taskq_client_flush(c), 0);
     uint64_t running = 0;
     for (int i = 0; i < 500 && running < N; i++)
@@ -187,7 +167,7 @@ START_TEST(test_stopped_worker_returns_unstarted_tasks)
         int rc = taskq_future_wait(fs[i], 20000);
         ck_assert_msg(rc == 0, "task %d: %s: %s", i, taskq_errname(rc), taskq_future_error(fs[i]));
         ck_assert_uint_eq(taskq_future_attempts(fs[i]), 1);
-        on_second += result_int(fs[i]) == second;
+        on_second += th_result_int(fs[i]) == second;
         taskq_future_destroy(&fs[i]);
     }
     ck_assert_int_ge(on_second, N - 2);
@@ -206,7 +186,7 @@ START_TEST(test_wait_timeout_then_result)
     taskq_client_t *c = client();
     ck_assert_int_eq(th_wait_workers(c, 1, 10000), 0);
 
-    taskq_future_t *f = submit_int(c, "sleep", 2000, NULL);
+    taskq_future_t *f = th_submit_int(c, "sleep", 2000, NULL);
     int64_t t0 = th_now_ms();
     ck_assert_code(taskq_future_wait(f, 100), TASKQ_ETIMEDOUT);
     int64_t waited = th_now_ms() - t0;
@@ -215,7 +195,7 @@ START_TEST(test_wait_timeout_then_result)
     ck_assert_int_eq(taskq_future_state(f), TASKQ_STATE_PENDING);
 
     ck_assert_code(taskq_future_wait(f, 10000), 0);
-    ck_assert_int_gt(result_int(f), 0);
+    ck_assert_int_gt(th_result_int(f), 0);
     ck_assert_uint_gt(taskq_future_job_id(f), 0);
     taskq_future_destroy(&f);
     taskq_client_destroy(&c);
@@ -226,7 +206,7 @@ START_TEST(test_handler_error_text)
 {
     worker(NULL);
     taskq_client_t *c = client();
-    taskq_future_t *f = submit_int(c, "fail", 42, NULL);
+    taskq_future_t *f = th_submit_int(c, "fail", 42, NULL);
     ck_assert_code(taskq_future_wait(f, 10000), TASKQ_EFAILED);
     ck_assert_int_eq(taskq_future_state(f), TASKQ_STATE_FAILED);
     ck_assert_str_eq(taskq_future_error(f), "failed on purpose (42)");
@@ -244,10 +224,10 @@ START_TEST(test_retry_outcome)
     worker(NULL);
     taskq_client_t *c = client();
     taskq_submit_opts_t three = {.max_attempts = 3};
-    taskq_future_t *ok = submit_int(c, "flaky", 3, &three);
-    taskq_future_t *no = submit_int(c, "flaky", 5, &three);
+    taskq_future_t *ok = th_submit_int(c, "flaky", 3, &three);
+    taskq_future_t *no = th_submit_int(c, "flaky", 5, &three);
     ck_assert_code(taskq_future_wait(ok, 10000), 0);
-    ck_assert_int_eq(result_int(ok), 3);
+    ck_assert_int_eq(th_result_int(ok), 3);
     ck_assert_uint_eq(taskq_future_attempts(ok), 3);
     ck_assert_code(taskq_future_wait(no, 10000), TASKQ_EFAILED);
     ck_assert_str_eq(taskq_future_error(no), "transient failure on attempt 3");
@@ -267,7 +247,7 @@ START_TEST(test_run_limit_retried_then_timed_out)
     taskq_client_t *c = client();
     ck_assert_int_eq(th_wait_workers(c, 1, 10000), 0);
     taskq_submit_opts_t o = {.timeout_ms = 200, .max_attempts = 2};
-    taskq_future_t *f = submit_int(c, "sleep", 5000, &o);
+    taskq_future_t *f = th_submit_int(c, "sleep", 5000, &o);
     int64_t t0 = th_now_ms();
     ck_assert_code(taskq_future_wait(f, 10000), TASKQ_ERUNLIMIT);
     ck_assert_int_lt(th_now_ms() - t0, 4000);
@@ -278,9 +258,9 @@ START_TEST(test_run_limit_retried_then_timed_out)
     taskq_future_destroy(&f);
 
     /* The abandoned attempts freed the worker: new work still runs. */
-    f = submit_int(c, "square", 7, NULL);
+    f = th_submit_int(c, "square", 7, NULL);
     ck_assert_code(taskq_future_wait(f, 10000), 0);
-    ck_assert_int_eq(result_int(f), 49);
+    ck_assert_int_eq(th_result_int(f), 49);
     taskq_future_destroy(&f);
     taskq_client_destroy(&c);
 }
@@ -296,14 +276,14 @@ START_TEST(test_cancel_queued_and_running)
 
     /* Queued: no worker serves queue "nobody". */
     taskq_submit_opts_t nobody = {.queue = "nobody"};
-    taskq_future_t *q = submit_int(c, "square", 3, &nobody);
+    taskq_future_t *q = th_submit_int(c, "square", 3, &nobody);
     ck_assert_code(taskq_future_wait(q, 50), TASKQ_ETIMEDOUT);
     ck_assert_code(taskq_cancel(q), 0);
     ck_assert_code(taskq_future_wait(q, 5000), TASKQ_ECANCELED);
     taskq_future_destroy(&q);
 
     /* Running: a 10 s sleep, cancelled once the broker reports it running. */
-    taskq_future_t *r = submit_int(c, "sleep", 10000, NULL);
+    taskq_future_t *r = th_submit_int(c, "sleep", 10000, NULL);
     ck_assert_code(taskq_client_flush(c), 0);
     uint64_t running = 0;
     for (int i = 0; i < 500 && running == 0; i++)
@@ -316,9 +296,9 @@ START_TEST(test_cancel_queued_and_running)
     taskq_future_destroy(&r);
 
     /* The worker gave up the sleep: the next task runs at once. */
-    taskq_future_t *f = submit_int(c, "square", 9, NULL);
+    taskq_future_t *f = th_submit_int(c, "square", 9, NULL);
     ck_assert_code(taskq_future_wait(f, 3000), 0);
-    ck_assert_int_eq(result_int(f), 81);
+    ck_assert_int_eq(th_result_int(f), 81);
     taskq_future_destroy(&f);
     uint64_t cancelled = 0;
     ck_assert_int_eq(th_stat(c, "cancelled", &cancelled), 0);
@@ -340,7 +320,7 @@ START_TEST(test_broker_restart_client_resolves)
     enum { N = 4 };
     taskq_future_t *fs[N];
     for (int i = 0; i < N; i++)
-        fs[i] = submit_int(c, "sleep", 3000, NULL);
+        fs[i] = th_submit_int(c, "sleep", 3000, NULL);
     ck_assert_code(taskq_future_wait(fs[0], 200), TASKQ_ETIMEDOUT);
     ck_assert_uint_gt(taskq_future_job_id(fs[N - 1]), 0);
 
@@ -357,9 +337,9 @@ START_TEST(test_broker_restart_client_resolves)
     ck_assert_int_lt(th_now_ms() - t0, 15000);
 
     /* The client and the worker both reconnected: new work runs. */
-    taskq_future_t *f = submit_int(c, "square", 12, NULL);
+    taskq_future_t *f = th_submit_int(c, "square", 12, NULL);
     ck_assert_code(taskq_future_wait(f, 15000), 0);
-    ck_assert_int_eq(result_int(f), 144);
+    ck_assert_int_eq(th_result_int(f), 144);
     taskq_future_destroy(&f);
     taskq_client_destroy(&c);
 }
@@ -376,10 +356,10 @@ START_TEST(test_queue_full_refused)
     taskq_submit_opts_t nobody = {.queue = "nobody"};
     taskq_future_t *fs[11];
     for (int i = 0; i < 10; i++)
-        fs[i] = submit_int(c, "square", i, &nobody);
+        fs[i] = th_submit_int(c, "square", i, &nobody);
     ck_assert_code(taskq_client_flush(c), 0);
     ck_assert_code(taskq_future_wait(fs[0], 50), TASKQ_ETIMEDOUT);
-    fs[10] = submit_int(c, "square", 10, &nobody);
+    fs[10] = th_submit_int(c, "square", 10, &nobody);
     ck_assert_code(taskq_future_wait(fs[10], 5000), TASKQ_EQUEUEFULL);
     ck_assert_int_eq(taskq_future_state(fs[10]), TASKQ_STATE_REFUSED);
     for (int i = 0; i < 10; i++) {
@@ -399,7 +379,7 @@ START_TEST(test_seeds_distinct_and_stats)
     enum { N = 50 };
     taskq_future_t *fs[N];
     for (int i = 0; i < N; i++)
-        fs[i] = submit_int(c, "seed", 0, NULL);
+        fs[i] = th_submit_int(c, "seed", 0, NULL);
     uint64_t seeds[N];
     for (int i = 0; i < N; i++) {
         ck_assert_code(taskq_future_wait(fs[i], 10000), 0);
@@ -575,9 +555,9 @@ START_TEST(test_garbage_then_normal_client)
     worker(NULL);
     taskq_client_t *c = client();
     ck_assert_code(taskq_client_ping(c, 5000, NULL, NULL), 0);
-    taskq_future_t *f = submit_int(c, "square", 11, NULL);
+    taskq_future_t *f = th_submit_int(c, "square", 11, NULL);
     ck_assert_code(taskq_future_wait(f, 10000), 0);
-    ck_assert_int_eq(result_int(f), 121);
+    ck_assert_int_eq(th_result_int(f), 121);
     taskq_future_destroy(&f);
     uint64_t malformed = 0;
     ck_assert_int_eq(th_stat(c, "malformed", &malformed), 0);

@@ -122,26 +122,6 @@ static unsigned count_lines(const char *s)
     return n;
 }
 
-static taskq_future_t *submit_int(taskq_client_t *c, const char *fn, int64_t v,
-                                  const taskq_submit_opts_t *opts)
-{
-    uint8_t arg[16];
-    size_t n = th_pack_int(v, arg, sizeof arg);
-    taskq_future_t *f = NULL;
-    ck_assert_code(taskq_submit(c, fn, arg, n, opts, &f), 0);
-    return f;
-}
-
-static uint64_t result_uint(taskq_future_t *f)
-{
-    size_t len;
-    const void *r = taskq_future_result(f, &len);
-    ck_assert_ptr_nonnull(r);
-    uint64_t v;
-    ck_assert_int_eq(th_unpack_uint(r, len, &v), 0);
-    return v;
-}
-
 /* Check that a failure text names signal sig (as "SIGNAME (signal N)"), the
  * process of the note pid_note, and this host. */
 static void assert_names_crash(const char *text, const char *signame, int sig,
@@ -194,7 +174,7 @@ START_TEST(test_crash_costs_one_task)
     wait_children(sup, 3, 10000);
 
     taskq_submit_opts_t twice = {.max_attempts = 2};
-    taskq_future_t *ab = submit_int(c, "abort", 0, &twice);
+    taskq_future_t *ab = th_submit_int(c, "abort", 0, &twice);
     struct crash_map m = {.crash_code = 1};
     taskq_map_opts_t mo = {.window = MAP_N, .task.max_attempts = 3};
     ck_assert_code(taskq_map(c, "work", MAP_N, crash_input, crash_output, &m, &mo),
@@ -233,7 +213,7 @@ START_TEST(test_backoff_on_repeated_deaths)
     taskq_future_t *fs[N];
     int64_t t0 = th_now_ms();
     for (int i = 0; i < N; i++)
-        fs[i] = submit_int(c, "work", -1, &once);
+        fs[i] = th_submit_int(c, "work", -1, &once);
     for (int i = 0; i < N; i++) {
         ck_assert_code(taskq_future_wait(fs[i], 20000), TASKQ_EFAILED);
         ck_assert_ptr_nonnull(strstr(taskq_future_error(fs[i]), "SIGSEGV"));
@@ -242,7 +222,7 @@ START_TEST(test_backoff_on_repeated_deaths)
     ck_assert_int_ge(th_now_ms() - t0, 100 + 200 + 400);
     ck_assert_int_eq(kill(sup, 0), 0);
     wait_children(sup, 1, 10000);
-    taskq_future_t *f = submit_int(c, "work", 1, NULL);
+    taskq_future_t *f = th_submit_int(c, "work", 1, NULL);
     ck_assert_code(taskq_future_wait(f, 20000), 0);
     taskq_future_destroy(&f);
     taskq_client_destroy(&c);
@@ -257,7 +237,7 @@ START_TEST(test_broken_executor)
     ck_assert_int_eq(th_wait_workers(c, 1, 20000), 0);
     taskq_submit_opts_t once = {.max_attempts = 1};
     for (int k = 0; k < 3; k++) {
-        taskq_future_t *f = submit_int(c, "garble", k, &once);
+        taskq_future_t *f = th_submit_int(c, "garble", k, &once);
         ck_assert_code(taskq_future_wait(f, 20000), TASKQ_EFAILED);
         const char *text = taskq_future_error(f);
         ck_assert_msg(strstr(text, "sent a malformed reply"), "garble %d: %s", k, text);
@@ -265,7 +245,7 @@ START_TEST(test_broken_executor)
     }
     ck_assert_int_eq(kill(sup, 0), 0);
     wait_children(sup, 1, 10000);
-    taskq_future_t *f = submit_int(c, "work", 1, NULL);
+    taskq_future_t *f = th_submit_int(c, "work", 1, NULL);
     ck_assert_code(taskq_future_wait(f, 20000), 0);
     taskq_future_destroy(&f);
     taskq_client_destroy(&c);
@@ -283,7 +263,7 @@ START_TEST(test_run_limit_kills_process)
     wait_children(sup, 1, 10000);
 
     taskq_submit_opts_t o = {.timeout_ms = 300, .max_attempts = 1};
-    taskq_future_t *f = submit_int(c, "hang", 0, &o);
+    taskq_future_t *f = th_submit_int(c, "hang", 0, &o);
     ck_assert_code(taskq_future_wait(f, 10000), TASKQ_ERUNLIMIT);
     taskq_future_destroy(&f);
 
@@ -292,9 +272,9 @@ START_TEST(test_run_limit_kills_process)
     ck_assert_msg(th_wait_gone(hung, 10000), "process %ld still runs", (long)hung);
 
     wait_children(sup, 1, 10000);
-    f = submit_int(c, "work", 1, NULL);
+    f = th_submit_int(c, "work", 1, NULL);
     ck_assert_code(taskq_future_wait(f, 10000), 0);
-    ck_assert_int_ne((pid_t)result_uint(f), hung);
+    ck_assert_int_ne((pid_t)th_result_uint(f), hung);
     taskq_future_destroy(&f);
     taskq_client_destroy(&c);
 }
@@ -313,7 +293,7 @@ START_TEST(test_sigterm_finishes_running)
     taskq_submit_opts_t once = {.max_attempts = 1};
     taskq_future_t *fs[N];
     for (int i = 0; i < N; i++)
-        fs[i] = submit_int(c, "sleep", 1500, &once);
+        fs[i] = th_submit_int(c, "sleep", 1500, &once);
     ck_assert_code(taskq_client_flush(c), 0);
 
     /* Both processes have started a task: stop the pool. */
@@ -557,13 +537,13 @@ START_TEST(test_mem_limit)
     taskq_client_t *c = client();
     ck_assert_int_eq(th_wait_workers(c, 1, 20000), 0);
     taskq_submit_opts_t once = {.max_attempts = 1};
-    taskq_future_t *f = submit_int(c, "hog", 0, &once);
+    taskq_future_t *f = th_submit_int(c, "hog", 0, &once);
     ck_assert_code(taskq_future_wait(f, 20000), TASKQ_EFAILED);
     const char *text = taskq_future_error(f);
     ck_assert_msg(strstr(text, "out of memory (--mem-limit 268435456 bytes): killed by SIGSEGV"),
                   "%s", text);
     taskq_future_destroy(&f);
-    f = submit_int(c, "work", 1, NULL);
+    f = th_submit_int(c, "work", 1, NULL);
     ck_assert_code(taskq_future_wait(f, 10000), 0);
     taskq_future_destroy(&f);
     taskq_client_destroy(&c);
@@ -578,7 +558,7 @@ START_TEST(test_grace_over)
     taskq_client_t *c = client();
     ck_assert_int_eq(th_wait_workers(c, 1, 20000), 0);
     taskq_submit_opts_t once = {.max_attempts = 1};
-    taskq_future_t *f = submit_int(c, "hang", 0, &once);
+    taskq_future_t *f = th_submit_int(c, "hang", 0, &once);
     ck_assert_code(taskq_client_flush(c), 0);
     wait_pid_note("hang.pid", 10000);
 
@@ -603,7 +583,7 @@ START_TEST(test_second_sigint_stops_at_once)
     pid_t sup = pool(args);
     taskq_client_t *c = client();
     ck_assert_int_eq(th_wait_workers(c, 1, 20000), 0);
-    taskq_future_t *f = submit_int(c, "hang", 0, NULL);
+    taskq_future_t *f = th_submit_int(c, "hang", 0, NULL);
     ck_assert_code(taskq_client_flush(c), 0);
     pid_t hung = wait_pid_note("hang.pid", 10000);
 
@@ -642,7 +622,7 @@ START_TEST(test_broker_restart)
         th_broker_stop(&broker, sigs[i]);
         ck_assert_int_eq(th_broker_start(&broker, broker.endpoint, fast_hb), 0);
         ck_assert_int_eq(th_wait_workers(c, 2, 20000), 0);
-        taskq_future_t *f = submit_int(c, "work", 1, NULL);
+        taskq_future_t *f = th_submit_int(c, "work", 1, NULL);
         ck_assert_code(taskq_future_wait(f, 20000), 0);
         taskq_future_destroy(&f);
     }

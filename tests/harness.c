@@ -767,3 +767,40 @@ bool th_netns_has(const th_netns_t *ns, pid_t pid)
     return stat(proc, &a) == 0 && stat(ns->path, &b) == 0 && a.st_dev == b.st_dev &&
            a.st_ino == b.st_ino;
 }
+
+taskq_future_t *th_submit_int(taskq_client_t *c, const char *fn, int64_t v,
+                              const taskq_submit_opts_t *opts)
+{
+    uint8_t arg[16];
+    size_t n = th_pack_int(v, arg, sizeof arg);
+    taskq_future_t *f = NULL;
+    int rc = taskq_submit(c, fn, arg, n, opts, &f);
+    ck_assert_msg(rc == 0, "taskq_submit: %s", taskq_errname(rc));
+    return f;
+}
+
+/* The bytes of a done future's result (the test fails if it has none). */
+static const void *result_of(taskq_future_t *f, size_t *len)
+{
+    const void *r = taskq_future_result(f, len);
+    ck_assert_ptr_nonnull(r);
+    return r;
+}
+
+int64_t th_result_int(taskq_future_t *f)
+{
+    size_t len;
+    const void *r = result_of(f, &len);
+    int64_t v;
+    ck_assert_int_eq(th_unpack_int(r, len, &v), 0);
+    return v;
+}
+
+uint64_t th_result_uint(taskq_future_t *f)
+{
+    size_t len;
+    const void *r = result_of(f, &len);
+    uint64_t v;
+    ck_assert_int_eq(th_unpack_uint(r, len, &v), 0);
+    return v;
+}

@@ -208,4 +208,13 @@ size_t th_pack_int(int64_t v, uint8_t *buf, size_t cap);
 int th_unpack_int(const void *buf, size_t len, int64_t *ret);
 int th_unpack_uint(const void *buf, size_t len, uint64_t *ret);
 
+/* Submit fn(v) on c with opts (may be NULL); the test fails if that is
+ * refused.  The caller owns the future. */
+taskq_future_t *th_submit_int(taskq_client_t *c, const char *fn, int64_t v,
+                              const taskq_submit_opts_t *opts);
+
+/* The integer result of a done future (the test fails if it has none). */
+int64_t th_result_int(taskq_future_t *f);
+uint64_t th_result_uint(taskq_future_t *f);
+
 #endif
