@@ -19,7 +19,7 @@
 #define CLI_EXIT_FAILED 1       /* the task (call, wait) failed or was cancelled */
 #define CLI_EXIT_USAGE 2        /* bad command line */
 #define CLI_EXIT_TIMEOUT 124    /* --timeout ran out */
-#define CLI_EXIT_TASKQ 125      /* no broker, refused request, system error */
+#define CLI_EXIT_TASKQ 125      /* no broker, refused request or key, system error */
 #define CLI_EXIT_NOEXEC 126     /* run: the command could not be started */
 #define CLI_EXIT_NOTFOUND 127   /* run: the command was not found */
 #define CLI_EXIT_INTERRUPTED 130 /* Ctrl-C */
@@ -30,14 +30,20 @@ typedef struct cli_ctx {
     const char *broker;         /* --broker, else $TASKQ_BROKER, else the default */
     int32_t connect_timeout_ms; /* how long to wait for a first answer (5000) */
     bool leave_outcomes;        /* the client acknowledges no outcome (detach) */
+    const char *curve_server_key; /* --curve-server-key, else $TASKQ_CURVE_SERVER_KEY:
+                                     the broker's public key file; NULL: no CURVE */
+    const char *curve_key;      /* --curve-key, else $TASKQ_CURVE_KEY: this
+                                   client's secret key file; NULL: no CURVE */
 } cli_ctx_t;
 
 /*
- * Create a client for ctx->broker and check that a broker answers within
- * ctx->connect_timeout_ms.  On failure prints, e.g., "taskq: no answer
- * from tcp://127.0.0.1:7560 within 5 s — is taskqd running?" and returns
- * CLI_EXIT_TASKQ (CLI_EXIT_USAGE for an endpoint ZeroMQ does not accept);
- * on success returns 0 and the client in *ret (caller destroys it).
+ * Create a client for ctx->broker (with ctx's CURVE keys, if any) and
+ * check that a broker answers within ctx->connect_timeout_ms.  On failure
+ * prints, e.g., "taskq: no answer from tcp://127.0.0.1:7560 within 5 s —
+ * is taskqd running?" or "taskq: the broker at ... refused this key (...)"
+ * and returns CLI_EXIT_TASKQ (CLI_EXIT_USAGE for an endpoint ZeroMQ does
+ * not accept, only one of the CURVE keys, or a key file that cannot be
+ * read); on success returns 0 and the client in *ret (caller destroys it).
  */
 int cli_connect(const cli_ctx_t *ctx, taskq_client_t **ret);
 
@@ -218,5 +224,6 @@ int cli_status(const cli_ctx_t *ctx, int argc, char **argv);
 int cli_ping(const cli_ctx_t *ctx, int argc, char **argv);
 int cli_failed(const cli_ctx_t *ctx, int argc, char **argv);
 int cli_retry(const cli_ctx_t *ctx, int argc, char **argv);
+int cli_keygen(const cli_ctx_t *ctx, int argc, char **argv);
 
 #endif /* TASKQ_CLI_H */

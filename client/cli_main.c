@@ -1,7 +1,8 @@
 /*
  * cli_main.c - the taskq command: global options, command dispatch, the
- * main --help and --version, and what the commands share: connecting with a
- * clear message, usage errors, option values, and Ctrl-C.
+ * main --help and --version, and what the commands share: connecting (with
+ * CURVE keys if given) with a clear message, usage errors, option values,
+ * and Ctrl-C.
  */
 #include <errno.h>
 #include <getopt.h>
@@ -15,6 +16,7 @@
 #include <unistd.h>
 
 #include "cli.h"
+#include "keys.h"
 
 #define CONNECT_TIMEOUT_DEFAULT_MS 5000
 #define SECONDS_MAX 2000000.0
@@ -22,7 +24,8 @@
 static volatile sig_atomic_t interrupted;
 
 static const char usage_text[] =
-    "Usage: taskq [--broker ENDPOINT] [--connect-timeout S] COMMAND [ARGS...]\n"
+    "Usage: taskq [--broker ENDPOINT] [--connect-timeout S]\n"
+    "             [--curve-server-key FILE --curve-key FILE] COMMAND [ARGS...]\n"
     "       taskq --help | --version | help COMMAND\n"
     "\n"
     "Runs shell commands and calls functions on the workers of a taskq broker.\n"
@@ -37,12 +40,19 @@ static const char usage_text[] =
     "  retry   queue failed jobs again by id\n"
     "  status  queues and workers of the broker, once or refreshed (--watch)\n"
     "  ping    the broker's version and the round-trip time\n"
+    "  keygen  write a new CURVE key pair, NAME.pub and NAME.key\n"
     "\n"
     "Options:\n"
     "  -b, --broker ENDPOINT   the broker (default: $TASKQ_BROKER, else\n"
     "                          " TASKQ_DEFAULT_ENDPOINT ")\n"
     "      --connect-timeout S how long to wait for the broker to answer\n"
     "                          (default 5)\n"
+    "      --curve-server-key FILE\n"
+    "                          the broker's public key (its .pub file, or the key\n"
+    "                          itself): talk to it with CurveZMQ (default:\n"
+    "                          $TASKQ_CURVE_SERVER_KEY); needs --curve-key\n"
+    "      --curve-key FILE    this client's secret key (a .key file from `taskq\n"
+    "                          keygen`; default: $TASKQ_CURVE_KEY)\n"
     "  -h, --help              this help; `taskq COMMAND --help` for a command\n"
     "  -V, --version           the version of taskq\n"
     "\n"
@@ -51,7 +61,8 @@ static const char usage_text[] =
     "  1    the task failed or was cancelled (call, wait, cancel, retry)\n"
     "  2    bad command line\n"
     "  124  --timeout ran out\n"
-    "  125  no broker answered, the broker refused, or another taskq error\n"
+    "  125  no broker answered, the broker refused (the request, or this key),\n"
+    "       or another taskq error\n"
     "  126  run: the command could not be started\n"
     "  127  run: the command was not found\n"
     "  130  interrupted by Ctrl-C\n"
@@ -64,7 +75,7 @@ static const struct {
 } commands[] = {
     {"run", cli_run},       {"map", cli_map},       {"call", cli_call},   {"wait", cli_wait},
     {"cancel", cli_cancel}, {"failed", cli_failed}, {"retry", cli_retry}, {"status", cli_status},
-    {"ping", cli_ping},
+    {"ping", cli_ping},     {"keygen", cli_keygen},
 };
 
 void cli_error(const cli_ctx_t *ctx, const char *fmt, ...)
@@ -212,11 +223,74 @@ static void format_seconds(int32_t ms, char *buf, size_t cap)
         snprintf(buf, cap, "%g s", ms / 1000.0);
 }
 
+static bool ends_with(const char *s, const char *suffix)
+{
+    size_t n = strlen(s), k = strlen(suffix);
+    return n >= k && strcmp(s + n - k, suffix) == 0;
+}
+
+/* Read ctx's CURVE keys into server and secret (Z85), after checking that
+ * they go together and that neither is the other kind of key file.
+ * Returns 0 (also without CURVE), or CLI_EXIT_USAGE after a message. */
+static int read_curve_keys(const cli_ctx_t *ctx, char server[TQ_KEY_Z85_SIZE],
+                           char secret[TQ_KEY_Z85_SIZE])
+{
+    const char *sk = ctx->curve_server_key, *ck = ctx->curve_key;
+    if (!sk && !ck)
+        return 0;
+    char err[512];
+    if (!sk || !ck) {
+        cli_error(ctx, "--curve-server-key and --curve-key (or $TASKQ_CURVE_SERVER_KEY and "
+                       "$TASKQ_CURVE_KEY) go together: the broker's public key and this "
+                       "client's secret key");
+    } else if (ends_with(ck, ".pub")) {
+        cli_error(ctx, "--curve-key wants this client's secret key (NAME.key), not %s", ck);
+    } else if (ends_with(sk, ".key")) {
+        cli_error(ctx, "--curve-server-key wants the broker's public key (NAME.pub), not %s; "
+                       "a secret key stays with its owner",
+                  sk);
+    } else if (tq_key_read(sk, server, err, sizeof err) != 0) {
+        cli_error(ctx, "cannot read the broker's public key: %s", err);
+    } else if (tq_key_read(ck, secret, err, sizeof err) != 0) {
+        cli_error(ctx, "cannot read this client's secret key: %s", err);
+    } else {
+        return 0;
+    }
+    return CLI_EXIT_USAGE;
+}
+
+/* True for an endpoint on this machine (ipc, inproc, loopback TCP), which
+ * a broker may serve without CURVE. */
+static bool endpoint_local(const char *ep)
+{
+    static const char *const local[] = {"ipc://", "inproc://", "tcp://127.", "tcp://localhost:",
+                                        "tcp://[::1]:", "tcp://lo:"};
+    for (size_t i = 0; i < sizeof local / sizeof local[0]; i++) {
+        if (strncmp(ep, local[i], strlen(local[i])) == 0)
+            return true;
+    }
+    return false;
+}
+
 int cli_connect(const cli_ctx_t *ctx, taskq_client_t **ret)
 {
-    taskq_client_opts_t opts = {.name = "taskq", .leave_outcomes = ctx->leave_outcomes};
+    char server[TQ_KEY_Z85_SIZE], secret[TQ_KEY_Z85_SIZE];
+    int rc = read_curve_keys(ctx, server, secret);
+    if (rc)
+        return rc;
+    bool curve = ctx->curve_key != NULL;
+    taskq_client_opts_t opts = {
+        .name = "taskq",
+        .leave_outcomes = ctx->leave_outcomes,
+        .curve_server_key = curve ? server : NULL,
+        .curve_key = curve ? secret : NULL,
+    };
     taskq_client_t *c = NULL;
-    int rc = taskq_client_new(ctx->broker, &opts, &c);
+    rc = taskq_client_new(ctx->broker, &opts, &c);
+    char public_key[TQ_KEY_Z85_SIZE] = "";
+    if (curve && tq_key_public(secret, public_key) != 0)
+        public_key[0] = '\0';
+    explicit_bzero(secret, sizeof secret);
     if (rc == TASKQ_EINVAL) {
         cli_error(ctx, "%s is not a broker endpoint ZeroMQ understands (e.g. %s, "
                        "ipc:///run/taskq/taskq.sock)",
@@ -231,8 +305,24 @@ int cli_connect(const cli_ctx_t *ctx, taskq_client_t **ret)
     }
     char within[32];
     format_seconds(ctx->connect_timeout_ms, within, sizeof within);
-    if (rc == TASKQ_ETIMEDOUT || rc == TASKQ_ECLOSED)
+    if ((rc == TASKQ_ETIMEDOUT || rc == TASKQ_ECLOSED) && !curve && !endpoint_local(ctx->broker))
+        cli_error(ctx, "no answer from %s within %s — is taskqd running? (a broker on another "
+                       "host needs its public key and this client's key: --curve-server-key "
+                       "and --curve-key)",
+                  ctx->broker, within);
+    else if ((rc == TASKQ_ETIMEDOUT || rc == TASKQ_ECLOSED) && curve)
+        cli_error(ctx, "no answer from %s within %s — is taskqd running, and is %s its public "
+                       "key?",
+                  ctx->broker, within, ctx->curve_server_key);
+    else if (rc == TASKQ_ETIMEDOUT || rc == TASKQ_ECLOSED)
         cli_error(ctx, "no answer from %s within %s — is taskqd running?", ctx->broker, within);
+    else if (rc == TASKQ_EDENIED && curve)
+        cli_error(ctx, "the broker at %s refused this key (%s, public key %s); the broker's "
+                       "administrator can let it in by adding its .pub file to the broker's "
+                       "--allow-clients directory",
+                  ctx->broker, ctx->curve_key, public_key);
+    else if (rc == TASKQ_EDENIED)
+        cli_error(ctx, "the broker at %s refused this client", ctx->broker);
     else if (rc == TASKQ_EPROTO)
         cli_error(ctx, "the broker at %s speaks another protocol version; use a taskq of the "
                        "broker's version",
@@ -289,6 +379,14 @@ void cli_report(const cli_ctx_t *ctx, const taskq_future_t *f, int rc)
     case TASKQ_ECLOSED:
         cli_error(ctx, "lost the broker at %s%s%s", ctx->broker, sep, text);
         break;
+    case TASKQ_EDENIED:
+        /* The whole connection ("the broker refused this key"), or this
+         * task (e.g. exec for a client not allowed to run it). */
+        if (strncmp(text, "the broker ", 11) == 0)
+            cli_error(ctx, "%s (%s)", text, ctx->curve_key ? ctx->curve_key : ctx->broker);
+        else
+            cli_error(ctx, "the broker refused the task%s%s", sep, text);
+        break;
     default:
         cli_error(ctx, "the broker refused the task: %s%s%s", taskq_strerror(rc), sep, text);
         break;
@@ -300,15 +398,21 @@ int main(int argc, char **argv)
     static const struct option opts[] = {
         {"broker", required_argument, NULL, 'b'},
         {"connect-timeout", required_argument, NULL, 'T'},
+        {"curve-server-key", required_argument, NULL, 'S'},
+        {"curve-key", required_argument, NULL, 'K'},
         {"help", no_argument, NULL, 'h'},
         {"version", no_argument, NULL, 'V'},
         {0},
     };
     const char *env = getenv("TASKQ_BROKER");
+    const char *env_server_key = getenv("TASKQ_CURVE_SERVER_KEY");
+    const char *env_key = getenv("TASKQ_CURVE_KEY");
     cli_ctx_t ctx = {
         .prog = "taskq",
         .broker = env && env[0] ? env : TASKQ_DEFAULT_ENDPOINT,
         .connect_timeout_ms = CONNECT_TIMEOUT_DEFAULT_MS,
+        .curve_server_key = env_server_key && env_server_key[0] ? env_server_key : NULL,
+        .curve_key = env_key && env_key[0] ? env_key : NULL,
     };
     opterr = 0;
     int c;
@@ -323,6 +427,15 @@ int main(int argc, char **argv)
                 cli_error(&ctx, "--connect-timeout wants seconds above 0, not \"%s\"", optarg);
                 return CLI_EXIT_USAGE;
             }
+            break;
+        case 'S':
+        case 'K':
+            if (!optarg[0]) {
+                cli_error(&ctx, "--%s wants a key file",
+                          c == 'S' ? "curve-server-key" : "curve-key");
+                return CLI_EXIT_USAGE;
+            }
+            *(c == 'S' ? &ctx.curve_server_key : &ctx.curve_key) = optarg;
             break;
         case 'h':
             fputs(usage_text, stdout);
@@ -367,7 +480,7 @@ int main(int argc, char **argv)
         }
     }
     cli_error(&ctx, "unknown command \"%s\"; the commands are run, map, call, wait, cancel, "
-                    "failed, retry, status and ping (taskq --help)",
+                    "failed, retry, status, ping and keygen (taskq --help)",
               name);
     return CLI_EXIT_USAGE;
 }

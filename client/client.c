@@ -73,7 +73,8 @@ static int send_simple(taskq_client_t *c, uint8_t type)
 /* Open a socket and send HELLO. */
 static int conn_open(taskq_client_t *c, int64_t now)
 {
-    int rc = taskq__socket_open(c->ctx, c->endpoint, &c->sock);
+    int rc = taskq__socket_open(c->ctx, c->endpoint, &c->curve, c, ++c->mon_seq, &c->sock,
+                                &c->mon);
     if (rc)
         return rc;
     taskq_hello_t h = {
@@ -85,7 +86,7 @@ static int conn_open(taskq_client_t *c, int64_t now)
     };
     taskq_buf_reset(&c->out);
     if (taskq_enc_hello(&c->out, &h, NULL, 0, NULL, 0) != 0 || taskq__send(c->sock, &c->out)) {
-        taskq__socket_close(&c->sock, 0);
+        taskq__socket_close(&c->sock, &c->mon, 0);
         return TASKQ_ENOMEM;
     }
     c->conn = TASKQ__CONN_HELLO;
@@ -96,9 +97,24 @@ static int conn_open(taskq_client_t *c, int64_t now)
 /* Close the socket and open a new one after delay_ms. */
 static void conn_lost(taskq_client_t *c, int64_t now, int32_t delay_ms)
 {
-    taskq__socket_close(&c->sock, 0);
+    taskq__socket_close(&c->sock, &c->mon, 0);
     c->conn = TASKQ__CONN_CLOSED;
     c->reconnect_at = now + delay_ms;
+}
+
+/*
+ * The broker refused this client: its CURVE key (seen by the monitor), or
+ * its HELLO (ERROR DENIED).  Asking again at once would be refused again:
+ * what waits resolves TASKQ_EDENIED, and the client stays without a
+ * connection until a later call needs the broker (taskq__pump).
+ */
+static void conn_denied(taskq_client_t *c, int64_t now, const char *text)
+{
+    taskq__fail_all(c, TASKQ_STATE_REFUSED, TASKQ_EDENIED, text);
+    conn_lost(c, now, 0);
+    c->denied = true;
+    c->denied_gen++;
+    c->down = false;
 }
 
 /* The delay before the next reconnect; each call doubles the next one. */
@@ -115,6 +131,7 @@ static void on_welcome(taskq_client_t *c, const taskq_welcome_t *w)
         return;
     c->conn = TASKQ__CONN_READY;
     c->backoff_ms = TASKQ__BACKOFF_MIN_MS;
+    c->hs_dropped = false;
     c->heartbeat_ms = w->heartbeat_ms ? w->heartbeat_ms : TASKQ__HEARTBEAT_MS;
     c->liveness = w->liveness ? w->liveness : TASKQ__LIVENESS;
     c->max_frame = w->max_frame;
@@ -201,6 +218,16 @@ static void on_error(taskq_client_t *c, const taskq_error_t *e, int64_t now)
     } else if (req) {
         c->req_done = true;
         c->req_rc = code;
+    } else if (e->code == TASKQ_PERR_DENIED && (!e->ref || c->conn == TASKQ__CONN_HELLO)) {
+        /* This client may not connect (its key lacks the role, or was
+         * revoked): no reconnect would be let in either. */
+        char text[320];
+        if (e->text.len)
+            snprintf(text, sizeof text, "the broker refused this client: %.*s",
+                     (int)(e->text.len < 256 ? e->text.len : 256), (const char *)e->text.ptr);
+        else
+            snprintf(text, sizeof text, "the broker refused this client");
+        conn_denied(c, now, text);
     } else if (c->conn == TASKQ__CONN_HELLO) {
         /* The broker refused the handshake: what waits cannot succeed. */
         char text[128];
@@ -331,7 +358,26 @@ static void on_message(taskq_client_t *c, const void *data, size_t len, int64_t 
     }
 }
 
-/* Handle every frame waiting on the socket. */
+/* Act on the handshake events of the socket (CURVE only). */
+static void on_monitor(taskq_client_t *c, int64_t now)
+{
+    char text[128];
+    switch (taskq__monitor_read(c->mon, text, sizeof text)) {
+    case TASKQ__HS_DENIED:
+        conn_denied(c, now, text);
+        break;
+    case TASKQ__HS_DROPPED:
+        c->hs_dropped = true;
+        break;
+    case TASKQ__HS_OK:
+        c->hs_dropped = false;
+        break;
+    default:
+        break;
+    }
+}
+
+/* Handle every frame waiting on the socket, and its handshake events. */
 static int drain(taskq_client_t *c)
 {
     int64_t now = taskq__now_ms();
@@ -341,6 +387,8 @@ static int drain(taskq_client_t *c)
     while (c->sock && (rc = taskq__recv(c->sock, &m)) > 0)
         on_message(c, zmq_msg_data(&m), zmq_msg_size(&m), now);
     zmq_msg_close(&m);
+    if (c->mon)
+        on_monitor(c, now);
     return rc < 0 ? rc : 0;
 }
 
@@ -355,7 +403,7 @@ static int64_t silence_limit(const taskq_client_t *c)
  * limit of time without a broker. */
 static void tick(taskq_client_t *c, int64_t now)
 {
-    if (c->fatal)
+    if (c->fatal || c->denied)
         return;
     if (!c->sock) {
         if (now >= c->reconnect_at && conn_open(c, now) != 0)
@@ -374,7 +422,10 @@ static void tick(taskq_client_t *c, int64_t now)
         c->down = true;
         c->down_since = now;
     } else if (c->reconnect_limit_ms >= 0 && now - c->down_since >= c->reconnect_limit_ms) {
-        taskq__fail_all(c, TASKQ_STATE_CLOSED, TASKQ_ECLOSED, "the broker could not be reached");
+        taskq__fail_all(c, TASKQ_STATE_CLOSED, TASKQ_ECLOSED,
+                        c->hs_dropped ? "the broker closed the connection during the CURVE "
+                                        "handshake (is the server key the broker's public key?)"
+                                      : "the broker could not be reached");
         c->down = false;
         c->closed_gen++;
     }
@@ -384,7 +435,7 @@ static void tick(taskq_client_t *c, int64_t now)
 static int64_t next_timer(const taskq_client_t *c)
 {
     int64_t t = INT64_MAX;
-    if (c->fatal)
+    if (c->fatal || c->denied)
         return t;
     if (!c->sock) {
         t = c->reconnect_at;
@@ -416,6 +467,13 @@ int taskq__pump(taskq_client_t *c, int32_t timeout_ms, taskq__cond_fn cond, cons
     /* Silence between waits is not the broker's: nobody listened. */
     c->alive_at += now - c->left_at;
     c->hb_sent_at += now - c->left_at;
+    /* After a refusal, a call that needs the broker asks once more (the
+     * broker's allow-lists may have changed). */
+    if (c->denied && (c->n_pending || c->n_waiting)) {
+        c->denied = false;
+        c->reconnect_at = now;
+        c->backoff_ms = TASKQ__BACKOFF_MIN_MS;
+    }
     int rc = taskq__flush(c);
     if (!rc)
         rc = drain(c);
@@ -435,8 +493,8 @@ int taskq__pump(taskq_client_t *c, int32_t timeout_ms, taskq__cond_fn cond, cons
         if (wait < 0)
             wait = 0;
         if (c->sock) {
-            zmq_pollitem_t item = {c->sock, 0, ZMQ_POLLIN, 0};
-            if (zmq_poll(&item, 1, wait) < 0 && errno != EINTR)
+            zmq_pollitem_t items[2] = {{c->sock, 0, ZMQ_POLLIN, 0}, {c->mon, 0, ZMQ_POLLIN, 0}};
+            if (zmq_poll(items, c->mon ? 2 : 1, wait) < 0 && errno != EINTR)
                 rc = TASKQ_ESYS;
         } else {
             poll(NULL, 0, (int)wait);
@@ -467,7 +525,10 @@ int taskq_client_new(const char *endpoint, const taskq_client_opts_t *opts,
     taskq_client_t *c = calloc(1, sizeof *c);
     if (!c)
         return TASKQ_ENOMEM;
-    int rc = TASKQ_ENOMEM;
+    int rc = taskq__curve_init(&c->curve, opts->curve_server_key, opts->curve_key);
+    if (rc)
+        goto fail;
+    rc = TASKQ_ENOMEM;
     c->reconnect_limit_ms =
         opts->reconnect_limit_ms ? opts->reconnect_limit_ms : RECONNECT_LIMIT_DEFAULT_MS;
     c->max_batch = opts->max_batch ? opts->max_batch : MAX_BATCH_DEFAULT;
@@ -516,9 +577,9 @@ void taskq_client_destroy(taskq_client_t **cp)
     *cp = NULL;
     taskq__futures_detach(c);
     if (c->conn == TASKQ__CONN_READY && send_simple(c, TASKQ_MSG_BYE) == 0)
-        taskq__socket_close(&c->sock, BYE_LINGER_MS);
+        taskq__socket_close(&c->sock, &c->mon, BYE_LINGER_MS);
     else
-        taskq__socket_close(&c->sock, 0);
+        taskq__socket_close(&c->sock, &c->mon, 0);
     if (c->ctx)
         zmq_ctx_term(c->ctx);
     taskq__jobs_fini(&c->jobs);
@@ -529,6 +590,7 @@ void taskq_client_destroy(taskq_client_t **cp)
     free(c->broker_version);
     free(c->endpoint);
     free(c->name);
+    taskq__curve_wipe(&c->curve);
     free(c);
 }
 
@@ -543,12 +605,13 @@ int taskq_client_flush(taskq_client_t *c)
  * was sent on is no more. */
 typedef struct request {
     uint32_t closed_gen; /* c->closed_gen when the call started */
+    uint32_t denied_gen; /* c->denied_gen when the call started */
     bool sent;           /* false: waiting for the handshake */
 } request_t;
 
 static bool request_over(const taskq_client_t *c, const request_t *r)
 {
-    return c->fatal || c->closed_gen != r->closed_gen;
+    return c->fatal || c->closed_gen != r->closed_gen || c->denied_gen != r->denied_gen;
 }
 
 static bool request_answered(const taskq_client_t *c)
@@ -588,7 +651,7 @@ int taskq__request(taskq_client_t *c, int32_t timeout_ms, const taskq__req_t *re
     if (c->fatal)
         return c->fatal;
     int64_t deadline = timeout_ms < 0 ? -1 : taskq__now_ms() + timeout_ms;
-    request_t r = {c->closed_gen, false};
+    request_t r = {c->closed_gen, c->denied_gen, false};
     int rc;
     c->req = req;
     c->req_sends = 0;
@@ -609,7 +672,9 @@ int taskq__request(taskq_client_t *c, int32_t timeout_ms, const taskq__req_t *re
     }
     c->n_waiting--;
     if (!rc && request_over(c, &r))
-        rc = c->fatal ? c->fatal : TASKQ_ECLOSED;
+        rc = c->fatal                          ? c->fatal
+             : c->denied_gen != r.denied_gen ? TASKQ_EDENIED
+                                             : TASKQ_ECLOSED;
     if (!rc && req->encode)
         rc = c->req_rc;
     if (rc) {

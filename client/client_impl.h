@@ -108,6 +108,9 @@ typedef enum taskq__conn {
 struct taskq_client {
     void *ctx;                     /* ZeroMQ context, one per client */
     void *sock;                    /* DEALER, NULL while waiting to reconnect */
+    void *mon;                     /* its handshake events (CURVE only), or NULL */
+    unsigned mon_seq;              /* sockets opened so far: names the monitor */
+    taskq__curve_t curve;          /* CURVE keys, if on */
     char *endpoint;                /* broker endpoint */
     char *name;                    /* HELLO name */
     char host[TASKQ__HOST_MAX];    /* HELLO host */
@@ -134,6 +137,12 @@ struct taskq_client {
     int64_t down_since;            /* ms: start of that time */
     uint32_t closed_gen;           /* bumped when reconnect_limit_ms ran out */
     int fatal;                     /* TASKQ_EPROTO after ERROR VERSION, else 0 */
+    bool denied;                   /* the broker refused this client (its key, or
+                                      its HELLO): no reconnect until a call
+                                      needs the broker again */
+    uint32_t denied_gen;           /* bumped at every refusal */
+    bool hs_dropped;               /* the last CURVE handshake ended with no
+                                      reason given (a hint for ECLOSED) */
 
     /* Submits. */
     uint64_t next_req;             /* last req_id used (SUBMIT and STATS) */

@@ -107,9 +107,10 @@ int taskq_map(taskq_client_t *c, const char *function, size_t n, taskq_map_input
                 rc = TASKQ_ESTOPPED;
                 goto stop;
             }
-            /* Without a broker, or with one that speaks another protocol,
-             * the rest would fail the same way after as long a wait. */
-            if (code == TASKQ_ECLOSED || code == TASKQ_EPROTO) {
+            /* Without a broker, with one that speaks another protocol or
+             * that refuses this client, the rest would fail the same way
+             * after as long a wait. */
+            if (code == TASKQ_ECLOSED || code == TASKQ_EPROTO || code == TASKQ_EDENIED) {
                 rc = code;
                 goto stop;
             }

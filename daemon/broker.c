@@ -13,10 +13,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 #include <zmq.h>
 
 #include "broker_impl.h"
 #include "handlers.h"
+#include "keys.h"
 #include "log.h"
 #include "os.h"
 #include "outbox.h"
@@ -119,6 +122,7 @@ static void on_finished(void *ctx, tqd_job_t *job)
     tqd_client_t *c = tqd_clients_find(&b->clients, job->client_id);
     if (c) {
         c->active--;
+        c->bytes -= job->arg_len;
         if (c->peer.rid_len)
             tqd_outbox_owe(b, c, job->id, false);
         else if (c->active == 0)
@@ -162,7 +166,7 @@ static void read_frames(tqd_broker_t *b)
         size_t rid_len = zmq_msg_size(&rid);
         if (have_body && rid_len > 0 && rid_len <= TQD_PEER_ID_MAX)
             tqd_handle_frame(b, zmq_msg_data(&rid), rid_len, zmq_msg_data(&body),
-                             zmq_msg_size(&body), multipart);
+                             zmq_msg_size(&body), multipart, &body);
         zmq_msg_close(&body);
         zmq_msg_close(&rid);
     }
@@ -257,10 +261,12 @@ static void commit(tqd_broker_t *b)
     b->storage_errors++;
     for (size_t i = 0; i < b->n_accepted; i++) {
         const tqd_accept_t *a = &b->accepted[i];
-        uint32_t dropped = a->repeat ? 0 : tqd_submit_unwind(b, a->first_job, a->count);
+        uint64_t bytes = 0;
+        uint32_t dropped = a->repeat ? 0 : tqd_submit_unwind(b, a->first_job, a->count, &bytes);
         tqd_client_t *c = tqd_clients_find(&b->clients, a->client_id);
         if (c) {
             c->active -= dropped;
+            c->bytes -= bytes;
             tqd_outbox_refuse_peer(b, &c->peer, TASKQ_PERR_STORAGE, a->req_id,
                                    "the broker cannot store tasks right now");
         }
@@ -295,7 +301,28 @@ static long poll_timeout(const tqd_broker_t *b)
     uint64_t when;
     if (!tqd_timers_next(&b->timers, &when))
         return -1;
+    if (b->notify_ms && b->notify_at < when)
+        when = b->notify_at;
+    if (b->conns.next_due < when)
+        when = b->conns.next_due;
     return when <= b->now ? 0 : (long)(when - b->now);
+}
+
+/* Tell the service manager how things stand, and that the loop turns. */
+static void report(tqd_broker_t *b)
+{
+    if (!b->notify_ms || b->now < b->notify_at)
+        return;
+    b->notify_at = b->now + b->notify_ms;
+    size_t clients = 0;
+    for (size_t i = 0; i < b->clients.len; i++)
+        clients += b->clients.v[i]->peer.rid_len > 0;
+    char state[256];
+    snprintf(state, sizeof state,
+             "%sSTATUS=serving: %" PRIu64 " queued, %" PRIu64 " running, %zu workers, %zu clients%s",
+             b->watchdog ? "WATCHDOG=1\n" : "", b->queue.queued, b->queue.running,
+             b->workers.len, clients, b->store_failing ? "; the store is failing" : "");
+    tqd_os_notify(state);
 }
 
 void tqd_broker_turn_end(tqd_broker_t *b)
@@ -311,18 +338,35 @@ void tqd_broker_turn_end(tqd_broker_t *b)
 int tqd_broker_run(tqd_broker_t *b)
 {
     while (!tqd_os_stopping()) {
-        zmq_pollitem_t items[2] = {{.socket = b->sock, .events = ZMQ_POLLIN},
-                                   {.fd = tqd_os_signal_fd(), .events = ZMQ_POLLIN}};
-        int rc = zmq_poll(items, items[1].fd >= 0 ? 2 : 1, poll_timeout(b));
+        zmq_pollitem_t items[4] = {{.socket = b->sock, .events = ZMQ_POLLIN},
+                                   {.socket = tqd_conns_socket(&b->conns), .events = ZMQ_POLLIN},
+                                   {.fd = tqd_os_signal_fd(), .events = ZMQ_POLLIN},
+                                   {.socket = b->auth ? tqd_auth_socket(b->auth) : NULL,
+                                    .events = ZMQ_POLLIN}};
+        int n = b->auth ? 4 : 3;
+        int rc = zmq_poll(items, n, poll_timeout(b));
         if (rc < 0 && errno != EINTR) {
             int err = errno;
             TQ_LOG(LOG_ERR, "cannot poll the socket: %s", zmq_strerror(err));
             return -err;
         }
         b->now = tqd_os_now_ms();
+        if (tqd_os_reload_requested()) {
+            tqd_os_notify("RELOADING=1");
+            if (b->auth && tqd_auth_reload(b->auth) == 0)
+                tqd_auth_recheck(b);
+            tqd_os_notify("READY=1");
+        }
+        if (b->auth)
+            tqd_auth_serve(b->auth);
+        /* Connection events first: a connection's accept is then always
+         * seen before its first message. */
+        tqd_conns_serve(&b->conns, b->now);
         if (rc > 0 && (items[0].revents & ZMQ_POLLIN))
             read_frames(b);
         tqd_broker_turn_end(b);
+        tqd_conns_sweep(&b->conns, b->now);
+        report(b);
     }
     tqd_outbox_bye(b);
     return 0;
@@ -356,6 +400,28 @@ static int open_store(tqd_broker_t *b)
     return rc;
 }
 
+/* With a secret key: CURVE server on every endpoint, and the ZAP handler
+ * with the allow-lists deciding who gets in.  0 or -errno (logged). */
+static int curve_setup(tqd_broker_t *b)
+{
+    if (!b->cfg.curve_secret)
+        return 0;
+    char secret[41], err[512];
+    int rc = tq_key_read(b->cfg.curve_secret, secret, err, sizeof err);
+    if (rc < 0) {
+        TQ_LOG(LOG_ERR, "--curve-secret: %s", err);
+        return rc;
+    }
+    rc = tqd_auth_open(b->zctx, &b->cfg.allow, &b->auth);
+    if (rc == 0 && (set_int(b->sock, ZMQ_CURVE_SERVER, 1) < 0 ||
+                    zmq_setsockopt(b->sock, ZMQ_CURVE_SECRETKEY, secret, 40) < 0)) {
+        rc = -errno;
+        TQ_LOG(LOG_ERR, "cannot enable CURVE: %s", zmq_strerror(errno));
+    }
+    memset(secret, 0, sizeof secret);
+    return rc;
+}
+
 int tqd_broker_new(const tqd_config_t *cfg, tqd_broker_t **ret)
 {
     tqd_broker_t *b = calloc(1, sizeof *b);
@@ -372,6 +438,8 @@ int tqd_broker_new(const tqd_config_t *cfg, tqd_broker_t **ret)
     tqd_htab_init(&b->peers);
     b->now = b->started = tqd_os_now_ms();
     b->wall_offset = tqd_os_wall_offset_ms();
+    b->notify_ms = tqd_os_notify_interval_ms();
+    b->watchdog = tqd_os_watchdog_enabled();
 
     int rc = open_store(b);
     if (rc < 0)
@@ -406,6 +474,10 @@ int tqd_broker_new(const tqd_config_t *cfg, tqd_broker_t **ret)
         TQ_LOG(LOG_ERR, "cannot create the ROUTER socket: %s", zmq_strerror(errno));
         goto fail;
     }
+    if ((rc = tqd_conns_open(&b->conns, b->zctx, b->sock, cfg->handshake_ms,
+                             cfg->max_connections, cfg->max_malformed)) < 0 ||
+        (rc = curve_setup(b)) < 0)
+        goto fail;
     *ret = b;
     return 0;
 fail:
@@ -415,12 +487,24 @@ fail:
 
 int tqd_broker_bind(tqd_broker_t *b, const char *endpoint, char *ret, size_t cap)
 {
-    if (zmq_bind(b->sock, endpoint) < 0)
-        return -errno;
+    bool ipc = strncmp(endpoint, "ipc://", 6) == 0 && endpoint[6] != '@';
+    /* The socket file is created with the umask: make it no more open
+     * than ipc_mode from the start, then set the mode and group. */
+    mode_t old = ipc ? umask(~(mode_t)b->cfg.ipc_mode & 0777) : 0;
+    int rc = zmq_bind(b->sock, endpoint) < 0 ? -errno : 0;
+    if (ipc)
+        umask(old);
     size_t len = cap;
-    if (zmq_getsockopt(b->sock, ZMQ_LAST_ENDPOINT, ret, &len) < 0)
-        return -errno;
-    return 0;
+    if (rc == 0 && zmq_getsockopt(b->sock, ZMQ_LAST_ENDPOINT, ret, &len) < 0)
+        rc = -errno;
+    if (rc == 0 && ipc) {
+        const char *path = ret + 6;
+        if (chmod(path, (mode_t)b->cfg.ipc_mode) < 0)
+            rc = -errno;
+        else if (b->cfg.ipc_group && chown(path, (uid_t)-1, (gid_t)b->cfg.ipc_gid) < 0)
+            rc = -errno;
+    }
+    return rc;
 }
 
 int tqd_broker_recover(tqd_broker_t *b)
@@ -445,6 +529,8 @@ int tqd_broker_recover(tqd_broker_t *b)
             return rc;
         }
         c->active++;
+        c->bytes += job->arg_len;
+        c->owner = job->owner; /* only the same identity takes the record back */
     }
     rc = b->store->ops->commit(b->store);
     if (rc < 0) {
@@ -459,6 +545,8 @@ void tqd_broker_destroy(tqd_broker_t **pb)
     tqd_broker_t *b = pb ? *pb : NULL;
     if (!b)
         return;
+    tqd_conns_close(&b->conns);
+    tqd_auth_close(&b->auth);
     if (b->sock)
         zmq_close(b->sock);
     if (b->zctx)

@@ -10,7 +10,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "auth.h"
 #include "clients.h"
+#include "conns.h"
 #include "hashtab.h"
 #include "queue.h"
 #include "store.h"
@@ -36,6 +38,17 @@ typedef struct tqd_config {
     uint32_t max_retained;            /* finished outcomes kept, broker-wide */
     uint32_t max_frame;               /* largest frame accepted */
     uint32_t result_ttl_s;            /* retention of unacknowledged outcomes */
+    const char *curve_secret;         /* the broker's CURVE secret key file, or NULL */
+    tqd_auth_dirs_t allow;            /* allow-list directories (with curve_secret) */
+    bool insecure;                    /* allow plain TCP beyond loopback */
+    uint32_t ipc_mode;                /* mode of ipc:// socket files */
+    const char *ipc_group;            /* group of ipc:// socket files, or NULL */
+    uint32_t client_max_queued;       /* unfinished tasks per client */
+    uint32_t client_max_bytes;        /* argument bytes of a client's unfinished tasks */
+    uint32_t handshake_ms;            /* time a connection has to say a valid HELLO */
+    uint32_t max_connections;         /* connections open at once */
+    uint32_t max_malformed;           /* malformed messages before a connection is dropped */
+    int64_t ipc_gid;                  /* group id of ipc_group, resolved by the caller */
 } tqd_config_t;
 
 /* An ACCEPTED reply owed once the turn's commit succeeds. */
@@ -53,6 +66,8 @@ typedef struct tqd_broker {
     void *zctx;                 /* ZeroMQ context */
     void *sock;                 /* the ROUTER socket */
     tqd_store_t *store;         /* where tasks are kept */
+    tqd_auth_t *auth;           /* allow-lists and ZAP handler; NULL without CURVE */
+    tqd_conns_t conns;          /* connections and their limits */
     tqd_workers_t workers;      /* connected workers */
     tqd_clients_t clients;      /* known clients */
     tqd_queue_t queue;          /* jobs and scheduling */
@@ -72,6 +87,9 @@ typedef struct tqd_broker {
     size_t n_out_clients;       /* entries of out_clients */
     size_t n_out_workers;       /* entries of out_workers */
     int64_t wall_offset;        /* added to now to get Unix time (ms) */
+    uint64_t notify_ms;         /* interval of service-manager reports; 0: none */
+    uint64_t notify_at;         /* clock of the next report */
+    bool watchdog;              /* the reports include WATCHDOG=1 */
     bool commit_failed;         /* the last commit failed: outcomes wait */
     bool store_failing;         /* no write succeeded since a commit failed */
     uint64_t malformed;         /* refused or undecodable messages */
@@ -80,6 +98,8 @@ typedef struct tqd_broker {
     uint64_t evicted;           /* outcomes forgotten early (max_retained) */
     uint64_t storage_errors;    /* commits that failed */
     uint64_t duplicates;        /* SUBMITs answered from the SUBMIT index */
+    uint64_t denied;            /* requests refused or ignored for want of permission */
+    uint64_t client_limits;     /* SUBMITs refused by a per-client cap */
 } tqd_broker_t;
 
 /*
@@ -91,8 +111,9 @@ int tqd_broker_new(const tqd_config_t *cfg, tqd_broker_t **ret);
 
 /*
  * Bind endpoint and write the endpoint actually bound (ZMQ_LAST_ENDPOINT,
- * with the port a '*' picked) to ret, a buffer of cap bytes.  Returns 0 or
- * a negative errno from zmq_bind (logged by the caller).
+ * with the port a '*' picked) to ret, a buffer of cap bytes.  An ipc://
+ * socket file gets cfg.ipc_mode and cfg.ipc_group.  Returns 0 or a
+ * negative errno from zmq_bind, chmod or chown (logged by the caller).
  */
 int tqd_broker_bind(tqd_broker_t *b, const char *endpoint, char *ret, size_t cap);
 

@@ -23,7 +23,11 @@ typedef struct tqd_owed {
 typedef struct tqd_client {
     tqd_peer_t peer;   /* first member: the routing index points here */
     uint64_t id;       /* client_id from HELLO, never 0 */
+    uint64_t owner;    /* owner of what it submits (auth.h); 0 until its HELLO */
+    uint64_t bytes;    /* argument bytes of its jobs that are queued or running */
     uint32_t active;   /* its jobs that are queued or running */
+    bool admin;        /* sees and acts on every job */
+    bool exec_ok;      /* may submit exec tasks */
     uint32_t n_owed;   /* entries of owed */
     uint32_t cap_owed; /* allocated entries of owed */
     tqd_owed_t *owed;  /* RESULT items owed this turn, in order */

@@ -2,7 +2,9 @@
  * handlers.c - the broker's incoming side: decode a frame, refuse what is
  * malformed or unexpected, and handle each message by the sender's role:
  * HELLO (either), SUBMIT, CANCEL, WATCH, ACK, STATS, FAILED and RETRY
- * (clients), DONE (workers), HEARTBEAT and BYE (both).
+ * (clients), DONE (workers), HEARTBEAT and BYE (both).  Also who a peer
+ * is (its identity at HELLO) and what it may see and do: a client acts
+ * on its own tasks only, unless it is an admin.
  */
 #include "handlers.h"
 
@@ -10,9 +12,13 @@
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
 
 #include "broker_impl.h"
+#include "conns.h"
 #include "log.h"
+#include "os.h"
 #include "outbox.h"
 #include "stats.h"
 #include "taskq.h"
@@ -22,13 +28,15 @@ static size_t peer_count(const tqd_broker_t *b)
     return b->clients.len + b->workers.len;
 }
 
-uint32_t tqd_submit_unwind(tqd_broker_t *b, uint64_t first, uint32_t count)
+uint32_t tqd_submit_unwind(tqd_broker_t *b, uint64_t first, uint32_t count, uint64_t *bytes)
 {
     uint32_t dropped = 0;
+    *bytes = 0;
     for (uint32_t i = count; i-- > 0;) {
         tqd_job_t *job = tqd_queue_find(&b->queue, first + i);
         /* Dispatched this turn counts too: its TASKS has not gone out. */
         if (job && job->state != TQD_JOB_FINISHED) {
+            *bytes += job->arg_len;
             tqd_queue_drop(&b->queue, job);
             dropped++;
         }
@@ -36,11 +44,85 @@ uint32_t tqd_submit_unwind(tqd_broker_t *b, uint64_t first, uint32_t count)
     return dropped;
 }
 
+/* A message that breaks the protocol came from connection rid (msg):
+ * count it against the connection.  Returns true if it is not to be
+ * answered as usual: the connection passed its malformed-message limit
+ * (told LIMIT now) or had already. */
+static bool strike(tqd_broker_t *b, const uint8_t *rid, size_t rid_len, const tqd_peer_t *p,
+                   const void *msg)
+{
+    int rc = tqd_conns_malformed(&b->conns, tqd_conns_fd(msg), b->now);
+    if (rc == 1) {
+        char text[96];
+        snprintf(text, sizeof text, "more than %" PRIu32 " malformed messages: disconnecting",
+                 b->cfg.max_malformed);
+        tqd_outbox_refuse(b, rid, rid_len, p, TASKQ_PERR_LIMIT, 0, text);
+    } else if (rc == 2) {
+        b->malformed++;
+    }
+    return rc != 0;
+}
+
+/* Who is at the other end of a HELLO, and what it may do. */
+typedef struct ident {
+    uint64_t owner;  /* owner of what it submits */
+    unsigned roles;  /* TQD_ROLE_* it holds */
+    bool has_key;    /* proved a CURVE key */
+    uint8_t key[32]; /* that key */
+} ident_t;
+
+/*
+ * With CURVE, the key the ZAP handler admitted decides.  Without, a local
+ * connection (loopback TCP, IPC) is its Unix user, may be a client or a
+ * worker, and may submit exec tasks; root and the broker's own user are
+ * admins.  Anything else (plain TCP from another host, --insecure) is its
+ * session alone.
+ */
+static void identify(const tqd_broker_t *b, const void *msg, const taskq_hello_t *h, ident_t *id)
+{
+    memset(id, 0, sizeof *id);
+    if (b->auth) {
+        if (tqd_conns_key(msg, id->key)) {
+            id->has_key = true;
+            id->roles = tqd_auth_roles(b->auth, id->key);
+            id->owner = tqd_owner_of(b->store->id, TQD_IDENT_KEY, id->key, sizeof id->key);
+        }
+        return;
+    }
+    id->roles = TQD_ROLE_CLIENT | TQD_ROLE_WORKER;
+    uint32_t uid;
+    if (h->role == TASKQ_ROLE_CLIENT && tqd_os_peer_uid(tqd_conns_fd(msg), &uid) == 0) {
+        id->owner = tqd_owner_of(b->store->id, TQD_IDENT_UID, &uid, sizeof uid);
+        id->roles |= TQD_ROLE_EXEC;
+        if (uid == 0 || uid == (uint32_t)geteuid())
+            id->roles |= TQD_ROLE_ADMIN;
+    } else {
+        id->owner = tqd_owner_of(b->store->id, TQD_IDENT_SESSION, &h->client_id,
+                                 sizeof h->client_id);
+    }
+}
+
+static void deny(tqd_broker_t *b, const uint8_t *rid, size_t rid_len, const tqd_peer_t *p,
+                 uint64_t ref, const char *text)
+{
+    b->denied++;
+    tqd_outbox_refuse(b, rid, rid_len, p, TASKQ_PERR_DENIED, ref, text);
+}
+
 static void on_hello(tqd_broker_t *b, tqd_peer_t *old, const uint8_t *rid, size_t rid_len,
-                     const taskq_hello_t *h)
+                     const taskq_hello_t *h, const void *msg)
 {
     if (old)
         tqd_peer_leave(b, old, "sent HELLO again");
+    ident_t id;
+    identify(b, msg, h, &id);
+    unsigned need = h->role == TASKQ_ROLE_CLIENT ? TQD_ROLE_CLIENT : TQD_ROLE_WORKER;
+    if (!(id.roles & need)) {
+        deny(b, rid, rid_len, NULL, 0,
+             need == TQD_ROLE_CLIENT ? "this key is not allowed to connect as a client"
+                                     : "this key is not allowed to connect as a worker");
+        return;
+    }
     if (tqd_htab_reserve(&b->peers, 1) < 0) {
         tqd_outbox_refuse(b, rid, rid_len, NULL, TASKQ_PERR_INTERNAL, 0, "out of memory");
         return;
@@ -52,12 +134,19 @@ static void on_hello(tqd_broker_t *b, tqd_peer_t *old, const uint8_t *rid, size_
             tqd_outbox_refuse(b, rid, rid_len, NULL, TASKQ_PERR_LIMIT, 0, "too many peers");
             return;
         }
+        if (c && c->owner && c->owner != id.owner) {
+            deny(b, rid, rid_len, NULL, 0, "this client_id belongs to another identity");
+            return;
+        }
         if (!c && tqd_clients_add(&b->clients, h->client_id, &c) < 0) {
             tqd_outbox_refuse(b, rid, rid_len, NULL, TASKQ_PERR_INTERNAL, 0, "out of memory");
             return;
         }
         tqd_route_drop(b, &c->peer); /* a reconnect replaces the old connection */
         tqd_peer_set(&c->peer, TASKQ_ROLE_CLIENT, h->name, h->host, h->pid);
+        c->owner = id.owner;
+        c->admin = (id.roles & TQD_ROLE_ADMIN) != 0;
+        c->exec_ok = (id.roles & TQD_ROLE_EXEC) != 0;
         p = &c->peer;
         TQ_LOG(LOG_INFO, TQD_PEER_FMT " connected (%" PRIu32 " jobs pending)", TQD_PEER_ARGS(p),
                c->active);
@@ -96,8 +185,11 @@ static void on_hello(tqd_broker_t *b, tqd_peer_t *old, const uint8_t *rid, size_
                             " functions",
                TQD_PEER_ARGS(p), w->credit, nq, nf);
     }
+    p->has_key = id.has_key;
+    memcpy(p->key, id.key, sizeof p->key);
     p->last_seen = b->now;
     tqd_route_add(b, p, rid, rid_len);
+    tqd_conns_hello(&b->conns, tqd_conns_fd(msg));
     taskq_welcome_t wel = {
         .version = taskq_span_cstr(TASKQ_VERSION_STRING),
         .store_id = b->store->id,
@@ -143,6 +235,14 @@ static void on_submit(tqd_broker_t *b, tqd_client_t *c, uint64_t req_id, taskq_i
         b->accepted[b->n_accepted++] = (tqd_accept_t){c->id, req_id, seen->id, n, true};
         return;
     }
+    if ((uint64_t)c->active + n > b->cfg.client_max_queued) {
+        char text[128];
+        snprintf(text, sizeof text, "this client may have at most %" PRIu32 " unfinished tasks",
+                 b->cfg.client_max_queued);
+        b->client_limits++;
+        tqd_outbox_refuse_peer(b, &c->peer, TASKQ_PERR_LIMIT, req_id, text);
+        return;
+    }
     if (q->queued + n > b->cfg.max_queued) {
         char text[128];
         snprintf(text, sizeof text, "the broker holds its maximum of %" PRIu32 " queued tasks",
@@ -150,19 +250,44 @@ static void on_submit(tqd_broker_t *b, tqd_client_t *c, uint64_t req_id, taskq_i
         tqd_outbox_refuse_peer(b, &c->peer, TASKQ_PERR_QUEUE_FULL, req_id, text);
         return;
     }
-    uint64_t first = q->next_id;
+    uint64_t first = q->next_id, bytes = 0;
     uint32_t added = 0;
     int rc = 0;
     taskq_submit_item_t item;
     tqd_job_t *job;
-    while (added < n && (rc = taskq_iter_submit(&it, &item)) > 0 &&
-           (rc = tqd_queue_add(q, c->id, &item, &job)) == 0)
+    while (added < n && (rc = taskq_iter_submit(&it, &item)) > 0) {
+        if (!c->exec_ok && taskq_span_eq(item.function, "exec")) {
+            rc = -EPERM;
+            break;
+        }
+        bytes += item.arg.len;
+        if (c->bytes + bytes > b->cfg.client_max_bytes) {
+            rc = -EDQUOT;
+            break;
+        }
+        if ((rc = tqd_queue_add(q, c->id, &item, &job)) != 0)
+            break;
+        job->owner = c->owner;
         added++;
+    }
     if (added == n)
         rc = tqd_queue_mark_submit(q, tqd_queue_find(q, first), req_id, n);
     if (added < n || rc < 0) {
-        tqd_submit_unwind(b, first, added);
-        if (rc == -ENOSPC)
+        uint64_t ignored;
+        tqd_submit_unwind(b, first, added, &ignored);
+        if (rc == -EPERM) {
+            b->denied++;
+            tqd_outbox_refuse_peer(b, &c->peer, TASKQ_PERR_DENIED, req_id,
+                                   "this client may not submit exec tasks");
+        } else if (rc == -EDQUOT) {
+            char text[128];
+            snprintf(text, sizeof text,
+                     "this client's unfinished tasks may hold at most %" PRIu32
+                     " bytes of arguments",
+                     b->cfg.client_max_bytes);
+            b->client_limits++;
+            tqd_outbox_refuse_peer(b, &c->peer, TASKQ_PERR_LIMIT, req_id, text);
+        } else if (rc == -ENOSPC)
             tqd_outbox_refuse_peer(b, &c->peer, TASKQ_PERR_LIMIT, req_id,
                                    "too many distinct (queue, function) pairs");
         else
@@ -172,15 +297,25 @@ static void on_submit(tqd_broker_t *b, tqd_client_t *c, uint64_t req_id, taskq_i
     for (uint32_t i = 0; i < n; i++)
         tqd_store_submitted(b->store, tqd_queue_find(q, first + i));
     c->active += n;
+    c->bytes += bytes;
     b->accepted[b->n_accepted++] = (tqd_accept_t){c->id, req_id, first, n, false};
 }
 
-static void on_cancel(tqd_broker_t *b, taskq_iter_t it)
+/* May client c see and act on job?  Its own jobs, or any for an admin. */
+static bool may_see(tqd_broker_t *b, const tqd_client_t *c, const tqd_job_t *job)
+{
+    if (c->admin || job->owner == c->owner)
+        return true;
+    b->denied++;
+    return false;
+}
+
+static void on_cancel(tqd_broker_t *b, tqd_client_t *c, taskq_iter_t it)
 {
     uint64_t id;
     while (taskq_iter_u64(&it, &id) > 0) {
         tqd_job_t *job = tqd_queue_find(&b->queue, id);
-        if (!job || job->state == TQD_JOB_FINISHED)
+        if (!job || job->state == TQD_JOB_FINISHED || !may_see(b, c, job))
             continue;
         if (job->state == TQD_JOB_RUNNING) {
             if (tqd_worker_owe_abandon(job->worker, id, job->attempt) == 0)
@@ -197,6 +332,8 @@ static void on_watch(tqd_broker_t *b, tqd_client_t *c, taskq_iter_t it)
     uint64_t id;
     while (taskq_iter_u64(&it, &id) > 0) {
         tqd_job_t *job = tqd_queue_find(&b->queue, id);
+        if (job && !may_see(b, c, job))
+            job = NULL; /* answered as if there were no such job */
         if (!job || job->state == TQD_JOB_FINISHED) {
             tqd_outbox_owe(b, c, id, !job);
             continue;
@@ -212,12 +349,12 @@ static void on_watch(tqd_broker_t *b, tqd_client_t *c, taskq_iter_t it)
     }
 }
 
-static void on_ack(tqd_broker_t *b, taskq_iter_t it)
+static void on_ack(tqd_broker_t *b, tqd_client_t *c, taskq_iter_t it)
 {
     uint64_t id;
     while (taskq_iter_u64(&it, &id) > 0) {
         tqd_job_t *job = tqd_queue_find(&b->queue, id);
-        if (job && job->state == TQD_JOB_FINISHED) {
+        if (job && job->state == TQD_JOB_FINISHED && may_see(b, c, job)) {
             tqd_store_forgotten(b->store, job);
             tqd_queue_forget(&b->queue, job);
         }
@@ -227,7 +364,7 @@ static void on_ack(tqd_broker_t *b, taskq_iter_t it)
 static void on_stats(tqd_broker_t *b, tqd_client_t *c, uint64_t req_id)
 {
     taskq_buf_reset(&b->map);
-    int rc = tqd_stats_encode(b, &b->map);
+    int rc = tqd_stats_encode(b, c, &b->map);
     if (rc == -EMSGSIZE) {
         tqd_outbox_refuse_peer(b, &c->peer, TASKQ_PERR_LIMIT, req_id,
                                "the statistics exceed the frame limit");
@@ -293,7 +430,8 @@ static void on_failed(tqd_broker_t *b, tqd_client_t *c, uint64_t req_id, uint64_
         return;
     }
     for (tqd_job_t *job = b->queue.oldest; job; job = job->next)
-        if (job->id > after && tqd_status_failed(job->status) && job->history)
+        if (job->id > after && tqd_status_failed(job->status) && job->history &&
+            (c->admin || job->owner == c->owner))
             v[n++] = job;
     qsort(v, n, sizeof *v, job_id_cmp);
     if (n > limit)
@@ -325,6 +463,8 @@ static void on_failed(tqd_broker_t *b, tqd_client_t *c, uint64_t req_id, uint64_
 static void on_retry(tqd_broker_t *b, tqd_client_t *c, uint64_t req_id, uint64_t id)
 {
     tqd_job_t *job = tqd_queue_find(&b->queue, id);
+    if (job && !may_see(b, c, job))
+        job = NULL;
     int rc = accepted_reserve(b);
     if (rc == 0)
         rc = job ? tqd_queue_retry(&b->queue, job, c->id) : -ENOENT;
@@ -344,6 +484,7 @@ static void on_retry(tqd_broker_t *b, tqd_client_t *c, uint64_t req_id, uint64_t
         return;
     }
     c->active++;
+    c->bytes += job->arg_len;
     TQ_LOG(LOG_INFO, "job %" PRIu64 " queued again by " TQD_PEER_FMT, id, TQD_PEER_ARGS(&c->peer));
     b->accepted[b->n_accepted++] = (tqd_accept_t){c->id, req_id, id, 1, true};
 }
@@ -366,7 +507,8 @@ static void on_done(tqd_broker_t *b, tqd_worker_t *w, taskq_iter_t it)
     }
 }
 
-static void on_client_msg(tqd_broker_t *b, tqd_client_t *c, const taskq_msg_t *m)
+static void on_client_msg(tqd_broker_t *b, tqd_client_t *c, const taskq_msg_t *m,
+                          const void *msg)
 {
     switch (m->type) {
     case TASKQ_MSG_HEARTBEAT:
@@ -379,13 +521,13 @@ static void on_client_msg(tqd_broker_t *b, tqd_client_t *c, const taskq_msg_t *m
         on_submit(b, c, m->u.submit.req_id, m->u.submit.tasks);
         break;
     case TASKQ_MSG_CANCEL:
-        on_cancel(b, m->u.jobs);
+        on_cancel(b, c, m->u.jobs);
         break;
     case TASKQ_MSG_WATCH:
         on_watch(b, c, m->u.jobs);
         break;
     case TASKQ_MSG_ACK:
-        on_ack(b, m->u.jobs);
+        on_ack(b, c, m->u.jobs);
         break;
     case TASKQ_MSG_STATS:
         on_stats(b, c, m->u.stats_req);
@@ -397,13 +539,15 @@ static void on_client_msg(tqd_broker_t *b, tqd_client_t *c, const taskq_msg_t *m
         on_retry(b, c, m->u.retry.req_id, m->u.retry.job_id);
         break;
     default:
-        tqd_outbox_refuse_peer(b, &c->peer, TASKQ_PERR_UNEXPECTED, 0,
-                               "not a message a client sends");
+        if (!strike(b, c->peer.rid, c->peer.rid_len, &c->peer, msg))
+            tqd_outbox_refuse_peer(b, &c->peer, TASKQ_PERR_UNEXPECTED, 0,
+                                   "not a message a client sends");
         break;
     }
 }
 
-static void on_worker_msg(tqd_broker_t *b, tqd_worker_t *w, const taskq_msg_t *m)
+static void on_worker_msg(tqd_broker_t *b, tqd_worker_t *w, const taskq_msg_t *m,
+                          const void *msg)
 {
     switch (m->type) {
     case TASKQ_MSG_HEARTBEAT:
@@ -415,9 +559,35 @@ static void on_worker_msg(tqd_broker_t *b, tqd_worker_t *w, const taskq_msg_t *m
         on_done(b, w, m->u.done);
         break;
     default:
-        tqd_outbox_refuse_peer(b, &w->peer, TASKQ_PERR_UNEXPECTED, 0,
-                               "not a message a worker sends");
+        if (!strike(b, w->peer.rid, w->peer.rid_len, &w->peer, msg))
+            tqd_outbox_refuse_peer(b, &w->peer, TASKQ_PERR_UNEXPECTED, 0,
+                                   "not a message a worker sends");
         break;
+    }
+}
+
+void tqd_auth_recheck(tqd_broker_t *b)
+{
+    if (!b->auth)
+        return;
+    for (size_t i = b->workers.len; i-- > 0;) {
+        tqd_worker_t *w = b->workers.v[i];
+        if (w->peer.has_key && !(tqd_auth_roles(b->auth, w->peer.key) & TQD_ROLE_WORKER)) {
+            deny(b, w->peer.rid, w->peer.rid_len, &w->peer, 0, "key revoked");
+            tqd_worker_leave(b, w, "its key was revoked", false);
+        }
+    }
+    for (size_t i = b->clients.len; i-- > 0;) {
+        tqd_client_t *c = b->clients.v[i];
+        if (!c->peer.has_key || !c->peer.rid_len)
+            continue;
+        unsigned roles = tqd_auth_roles(b->auth, c->peer.key);
+        c->admin = (roles & TQD_ROLE_ADMIN) != 0;
+        c->exec_ok = (roles & TQD_ROLE_EXEC) != 0;
+        if (!(roles & TQD_ROLE_CLIENT)) {
+            deny(b, c->peer.rid, c->peer.rid_len, &c->peer, 0, "key revoked");
+            tqd_peer_leave(b, &c->peer, "its key was revoked");
+        }
     }
 }
 
@@ -436,7 +606,7 @@ static void late_done(tqd_broker_t *b, const uint8_t *rid, size_t rid_len, uint3
 }
 
 void tqd_handle_frame(tqd_broker_t *b, const uint8_t *rid, size_t rid_len, const void *data,
-                      size_t len, bool multipart)
+                      size_t len, bool multipart, const void *msg)
 {
     tqd_peer_t *p = tqd_route_find(b, rid, rid_len);
     if (p)
@@ -447,6 +617,8 @@ void tqd_handle_frame(tqd_broker_t *b, const uint8_t *rid, size_t rid_len, const
         const char *text = rc == -TASKQ_PERR_VERSION ? "supported: 1"
                            : multipart               ? "a message is one frame"
                                                      : taskq_perr_text(-rc);
+        if (strike(b, rid, rid_len, p, msg))
+            return;
         tqd_outbox_refuse(b, rid, rid_len, p, (uint32_t)-rc,
                           multipart ? 0 : taskq_msg_ref(data, len), text);
         return;
@@ -458,14 +630,17 @@ void tqd_handle_frame(tqd_broker_t *b, const uint8_t *rid, size_t rid_len, const
                 taskq_perr_name((int)m.u.error.code));
         return;
     }
-    if (m.type == TASKQ_MSG_HELLO)
-        on_hello(b, p, rid, rid_len, &m.u.hello);
-    else if (!p && m.type == TASKQ_MSG_DONE)
+    if (m.type == TASKQ_MSG_HELLO) {
+        on_hello(b, p, rid, rid_len, &m.u.hello, msg);
+    } else if (!p && m.type == TASKQ_MSG_DONE) {
         late_done(b, rid, rid_len, m.u.done.left);
-    else if (!p)
-        tqd_outbox_refuse(b, rid, rid_len, NULL, TASKQ_PERR_HELLO_REQUIRED, 0, "send HELLO first");
-    else if (p->role == TASKQ_ROLE_CLIENT)
-        on_client_msg(b, (tqd_client_t *)p, &m);
-    else
-        on_worker_msg(b, (tqd_worker_t *)p, &m);
+    } else if (!p) {
+        if (!strike(b, rid, rid_len, NULL, msg))
+            tqd_outbox_refuse(b, rid, rid_len, NULL, TASKQ_PERR_HELLO_REQUIRED, 0,
+                              "send HELLO first");
+    } else if (p->role == TASKQ_ROLE_CLIENT) {
+        on_client_msg(b, (tqd_client_t *)p, &m, msg);
+    } else {
+        on_worker_msg(b, (tqd_worker_t *)p, &m, msg);
+    }
 }

@@ -4,13 +4,16 @@
  * until SIGTERM/SIGINT.  Exit codes come from <sysexits.h>.
  */
 #include <errno.h>
+#include <arpa/inet.h>
 #include <getopt.h>
+#include <grp.h>
 #include <inttypes.h>
 #include <malloc.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sysexits.h>
 #include <unistd.h>
 #include <zmq.h>
@@ -27,6 +30,7 @@ typedef enum opt_kind {
     OPT_LEVEL,   /* a log level name */
     OPT_FLAG,    /* a flag: sets a bool */
     OPT_SYNC,    /* a synchronous level name: full or normal */
+    OPT_MODE,    /* an octal file mode, 0 to 0777 */
     OPT_HELP,    /* print help, exit 0 */
     OPT_VERSION, /* print the version, exit 0 */
 } opt_kind_t;
@@ -39,7 +43,7 @@ typedef struct opt_def {
     uint32_t min;     /* OPT_UINT: smallest value */
     uint32_t max;     /* OPT_UINT: largest value */
     const char *def;  /* default, as it would be written; NULL: none */
-    size_t field;     /* OPT_UINT, OPT_PATH, OPT_FLAG, OPT_SYNC: offset in tqd_config_t */
+    size_t field;     /* OPT_UINT, OPT_PATH, OPT_FLAG, OPT_SYNC, OPT_MODE: offset in tqd_config_t */
     const char *help; /* one line for --help */
 } opt_def_t;
 
@@ -68,6 +72,32 @@ static const opt_def_t opts[] = {
      "largest message accepted"},
     {"result-ttl", 0, OPT_UINT, "SECONDS", 1, 31536000, "86400", CFG(result_ttl_s),
      "how long an unacknowledged outcome is kept"},
+    {"curve-secret", 0, OPT_PATH, "FILE", 0, 0, NULL, CFG(curve_secret),
+     "the broker's CURVE secret key (taskq keygen): encrypt and authenticate every peer"},
+    {"allow-clients", 0, OPT_PATH, "DIR", 0, 0, NULL, CFG(allow.clients),
+     "with CURVE: public keys (*.pub) of the clients allowed in"},
+    {"allow-workers", 0, OPT_PATH, "DIR", 0, 0, NULL, CFG(allow.workers),
+     "with CURVE: public keys of the workers allowed in"},
+    {"admin-keys", 0, OPT_PATH, "DIR", 0, 0, NULL, CFG(allow.admins),
+     "with CURVE: public keys of clients that see and act on every task"},
+    {"allow-exec", 0, OPT_PATH, "DIR", 0, 0, NULL, CFG(allow.exec),
+     "with CURVE: public keys of clients that may submit exec tasks"},
+    {"insecure", 0, OPT_FLAG, NULL, 0, 0, NULL, CFG(insecure),
+     "allow plain TCP on addresses beyond loopback (no CURVE: anyone who can connect gets in)"},
+    {"ipc-mode", 0, OPT_MODE, "MODE", 0, 0, "0660", CFG(ipc_mode),
+     "file mode of ipc:// sockets (who on this host may connect)"},
+    {"ipc-group", 0, OPT_PATH, "GROUP", 0, 0, NULL, CFG(ipc_group),
+     "group of ipc:// sockets"},
+    {"client-max-queued", 0, OPT_UINT, "N", 1, 1000000000, "1000000", CFG(client_max_queued),
+     "most unfinished tasks of one client; a SUBMIT beyond is refused LIMIT"},
+    {"client-max-bytes", 0, OPT_UINT, "BYTES", 1, 4294967295u, "1073741824",
+     CFG(client_max_bytes), "most argument bytes of one client's unfinished tasks"},
+    {"handshake-ms", 0, OPT_UINT, "MS", 100, 600000, "10000", CFG(handshake_ms),
+     "a connection that says no valid HELLO within this time is dropped"},
+    {"max-connections", 0, OPT_UINT, "N", 1, 1000000, "10000", CFG(max_connections),
+     "connections open at once; more are closed as they come"},
+    {"max-malformed", 0, OPT_UINT, "N", 0, 1000000, "100", CFG(max_malformed),
+     "malformed messages a connection may send before it is dropped"},
     {"log-level", 0, OPT_LEVEL, "LEVEL", 0, 0, "notice", 0, "err, warning, notice, info or debug"},
     {"help", 'h', OPT_HELP, NULL, 0, 0, NULL, 0, "show this help and exit"},
     {"version", 'V', OPT_VERSION, NULL, 0, 0, NULL, 0, "show the version and exit"},
@@ -138,6 +168,18 @@ static int apply(const opt_def_t *o, const char *value, tqd_config_t *cfg)
         }
         *(tqd_sync_t *)((char *)cfg + o->field) = value[0] == 'f' ? TQD_SYNC_FULL : TQD_SYNC_NORMAL;
         return 0;
+    case OPT_MODE: {
+        char *end;
+        errno = 0;
+        unsigned long v = strtoul(value, &end, 8);
+        if (value[0] < '0' || value[0] > '7' || *end || errno || v > 0777) {
+            fprintf(stderr, "taskqd: --%s wants an octal mode such as 0660, not '%s'\n", o->name,
+                    value);
+            return -1;
+        }
+        *(uint32_t *)((char *)cfg + o->field) = (uint32_t)v;
+        return 0;
+    }
     case OPT_LEVEL:
         if (tq_log_parse_level(value, &tq_log_level) < 0) {
             fprintf(stderr, "taskqd: --%s wants one of %s, not '%s'\n", o->name, o->help, value);
@@ -147,6 +189,78 @@ static int apply(const opt_def_t *o, const char *value, tqd_config_t *cfg)
     default:
         return 0;
     }
+}
+
+/* Is endpoint reachable from this host only: ipc://, inproc://, or TCP
+ * on a loopback address? */
+static bool endpoint_is_local(const char *ep)
+{
+    if (strncmp(ep, "ipc://", 6) == 0 || strncmp(ep, "inproc://", 9) == 0)
+        return true;
+    if (strncmp(ep, "tcp://", 6) != 0)
+        return false;
+    const char *host = ep + 6, *colon = strrchr(host, ':');
+    size_t n = colon ? (size_t)(colon - host) : 0;
+    if (n >= 2 && host[0] == '[' && host[n - 1] == ']') {
+        host++;
+        n -= 2;
+    }
+    char h[INET6_ADDRSTRLEN + 1];
+    if (n == 0 || n >= sizeof h)
+        return false;
+    memcpy(h, host, n);
+    h[n] = '\0';
+    struct in_addr a4;
+    struct in6_addr a6;
+    if (inet_pton(AF_INET, h, &a4) == 1)
+        return (ntohl(a4.s_addr) >> 24) == 127;
+    if (inet_pton(AF_INET6, h, &a6) == 1)
+        return IN6_IS_ADDR_LOOPBACK(&a6);
+    return strcmp(h, "localhost") == 0 || strcmp(h, "lo") == 0;
+}
+
+/* The options that go together, and the safe default: without CURVE, only
+ * endpoints of this host.  Returns -1 to go on, or EX_USAGE after saying
+ * why. */
+static int check_security(tqd_config_t *cfg)
+{
+    const tqd_auth_dirs_t *d = &cfg->allow;
+    bool lists = d->clients || d->workers || d->admins || d->exec;
+    if (lists && !cfg->curve_secret) {
+        fprintf(stderr, "taskqd: allow-lists (--allow-clients, --allow-workers, --admin-keys, "
+                        "--allow-exec) need --curve-secret\n");
+        return EX_USAGE;
+    }
+    if (cfg->curve_secret && !d->clients && !d->workers && !d->admins) {
+        fprintf(stderr, "taskqd: --curve-secret without --allow-clients, --allow-workers or "
+                        "--admin-keys would let nobody in\n");
+        return EX_USAGE;
+    }
+    for (size_t i = 0; i < cfg->n_binds && !cfg->curve_secret && !cfg->insecure; i++) {
+        if (!endpoint_is_local(cfg->binds[i])) {
+            fprintf(stderr,
+                    "taskqd: refusing to serve %s without encryption: anyone who can reach it\n"
+                    "could submit tasks and read results.  Set up CURVE keys:\n"
+                    "  taskq keygen /etc/taskq/server      (then clients/, workers/ dirs of .pub "
+                    "files)\n"
+                    "  taskqd --curve-secret /etc/taskq/server.key --allow-clients DIR "
+                    "--allow-workers DIR ...\n"
+                    "or bind a loopback or ipc:// endpoint, or pass --insecure on a trusted "
+                    "network.\n",
+                    cfg->binds[i]);
+            return EX_USAGE;
+        }
+    }
+    cfg->ipc_gid = -1;
+    if (cfg->ipc_group) {
+        struct group *g = getgrnam(cfg->ipc_group);
+        if (!g) {
+            fprintf(stderr, "taskqd: --ipc-group: no group named '%s'\n", cfg->ipc_group);
+            return EX_USAGE;
+        }
+        cfg->ipc_gid = g->gr_gid;
+    }
+    return -1;
 }
 
 /*
@@ -203,7 +317,7 @@ static int parse_args(int argc, char **argv, tqd_config_t *cfg)
     }
     if (cfg->n_binds == 0)
         cfg->binds[cfg->n_binds++] = TASKQ_DEFAULT_ENDPOINT;
-    return -1;
+    return check_security(cfg);
 }
 
 static int bind_exit_code(int err)
@@ -236,6 +350,12 @@ int main(int argc, char **argv)
     if (rc < 0) {
         TQ_LOG(LOG_ERR, "cannot install signal handlers: %s", strerror(-rc));
         return EX_OSERR;
+    }
+    /* Every connection is a descriptor: allow as many as the hard limit. */
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+        rl.rlim_cur = rl.rlim_max;
+        setrlimit(RLIMIT_NOFILE, &rl);
     }
     tqd_broker_t *b;
     if (tqd_broker_new(&cfg, &b) < 0)

@@ -11,7 +11,7 @@
 #include <stdint.h>
 
 /*
- * Install the SIGTERM and SIGINT handlers (they set a flag and wake the
+ * Install the SIGTERM, SIGINT and SIGHUP handlers (they set a flag and wake the
  * descriptor of tqd_os_signal_fd(); no SA_RESTART) and ignore SIGPIPE.
  * Returns 0 or -errno.
  */
@@ -23,6 +23,19 @@ int tqd_os_signal_fd(void);
 
 /* true once SIGTERM or SIGINT arrived. */
 bool tqd_os_stopping(void);
+
+/* true once after each SIGHUP (the handler also wakes tqd_os_signal_fd,
+ * which this drains): reload what can be reloaded. */
+bool tqd_os_reload_requested(void);
+
+/*
+ * The Unix user at the other end of connection fd, as the kernel knows it:
+ * SO_PEERCRED for a Unix socket; for TCP (IPv4 or 6), the owner of the
+ * peer's socket if it is on this host (in this network namespace), asked
+ * with sock_diag.  Returns 0 and *uid, -ENOENT for a connection from
+ * another host, or -errno.
+ */
+int tqd_os_peer_uid(int fd, uint32_t *uid);
 
 /* Milliseconds of CLOCK_MONOTONIC: the daemon's one clock. */
 uint64_t tqd_os_now_ms(void);
@@ -50,6 +63,17 @@ int tqd_os_random(void *buf, size_t len);
  * and runs under a manager that listens; otherwise do nothing.
  */
 void tqd_os_notify(const char *state);
+
+/*
+ * How often the loop should report to the service manager (STATUS= with
+ * live counts, and WATCHDOG=1 when the unit has WatchdogSec=): every
+ * second, or half the watchdog interval if that is shorter; 0 when no
+ * manager listens (or without libsystemd).
+ */
+uint64_t tqd_os_notify_interval_ms(void);
+
+/* true if the service manager expects WATCHDOG=1 keep-alives. */
+bool tqd_os_watchdog_enabled(void);
 
 /*
  * Replace the file at path with len bytes of data atomically: write a

@@ -154,16 +154,20 @@ static void flush_accepted(tqd_broker_t *b)
     b->n_accepted = 0;
 }
 
-/* The RESULT item for o, or false if its job has gone meanwhile. */
+/* The RESULT item for o, or false if its job was queued again meanwhile
+ * (RETRY: its new outcome will be owed).  A job that has gone meanwhile
+ * (another client of the same owner acknowledged it in this turn) is
+ * answered UNKNOWN: its outcome was collected, and a waiter must not wait
+ * for it forever. */
 static bool owed_item(const tqd_broker_t *b, const tqd_owed_t *o, taskq_result_item_t *ret)
 {
-    if (o->unknown) {
+    const tqd_job_t *job = o->unknown ? NULL : tqd_queue_find(&b->queue, o->job);
+    if (!job) {
         *ret = (taskq_result_item_t){
             o->job, TASKQ_STATUS_UNKNOWN, 0, {unknown_payload, sizeof unknown_payload - 1}};
         return true;
     }
-    const tqd_job_t *job = tqd_queue_find(&b->queue, o->job);
-    if (!job || job->state != TQD_JOB_FINISHED)
+    if (job->state != TQD_JOB_FINISHED)
         return false;
     *ret = (taskq_result_item_t){job->id, job->status, job->attempt, tqd_job_payload(job)};
     return true;

@@ -1,8 +1,9 @@
 /*
  * peer.h - what clients and workers have in common: the routing id of their
- * connection, the identity they announced in HELLO, when the broker last
- * heard from them, and their place in the broker's list of peers with
- * output pending.  Both records embed it as their first member.
+ * connection, the identity they announced in HELLO (and the CURVE key they
+ * proved), when the broker last heard from them, and their place in the
+ * broker's list of peers with output pending.  Both records embed it as
+ * their first member.
  */
 #ifndef TQD_PEER_H
 #define TQD_PEER_H
@@ -21,12 +22,14 @@ typedef struct tqd_peer {
     uint8_t rid_len;               /* routing id length; 0: not connected */
     uint8_t name_len;              /* bytes of name */
     uint8_t host_len;              /* bytes of host */
+    bool has_key;                  /* connected with CURVE: key is set */
     uint32_t pid;                  /* process id it announced */
     uint64_t last_seen;            /* broker clock (ms) of its last message */
     size_t out_slot;               /* 1 + index in the broker's pending-output list, or 0 */
     uint8_t rid[TQD_PEER_ID_MAX];  /* ZeroMQ routing id of its connection */
     uint8_t name[TQD_PEER_ID_MAX]; /* name from HELLO */
     uint8_t host[TQD_PEER_ID_MAX]; /* host from HELLO */
+    uint8_t key[32];               /* its CURVE public key (has_key) */
 } tqd_peer_t;
 
 /*

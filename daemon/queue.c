@@ -941,6 +941,7 @@ int tqd_queue_restore(tqd_queue_t *q, const tqd_job_rec_t *r, uint64_t now, tqd_
                                           : job_enqueue(q, r->id, r->client_id, &r->task, &job);
     if (rc < 0)
         return rc;
+    job->owner = r->owner;
     if (r->batch && tqd_queue_mark_submit(q, job, r->req_id, r->batch) < 0) {
         if (job->state == TQD_JOB_FINISHED)
             tqd_queue_forget(q, job);

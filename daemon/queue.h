@@ -95,6 +95,7 @@ typedef struct tqd_history {
 typedef struct tqd_job {
     uint64_t id;           /* job id, > 0 */
     uint64_t client_id;    /* the submitting client */
+    uint64_t owner;        /* who may see it (auth.h); 0: admins only */
     struct tqd_job *prev;  /* queued: flow FIFO; finished: retained list */
     struct tqd_job *next;  /* same */
     struct tqd_flow *flow; /* queued: its flow; else NULL */
@@ -211,6 +212,7 @@ tqd_job_t *tqd_queue_find_submit(const tqd_queue_t *q, uint64_t client_id, uint6
 typedef struct tqd_job_rec {
     uint64_t id;                    /* job id */
     uint64_t client_id;             /* its submitter */
+    uint64_t owner;                 /* who may see it (auth.h); 0: admins only */
     uint64_t req_id;                /* batch > 0: its SUBMIT's req_id */
     uint32_t batch;                 /* tasks of its SUBMIT if it was the first, else 0 */
     taskq_submit_item_t task;       /* function, queue, priority, timeout, attempts, arg */

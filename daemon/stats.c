@@ -58,9 +58,27 @@ static int pack_worker(msgpack_packer *pk, const tqd_worker_t *w, uint64_t now)
     return 0;
 }
 
-int tqd_stats_encode(const tqd_broker_t *b, taskq_buf_t *out)
+/* The "mine" map: c's own jobs, queued, running and finished. */
+static int pack_mine(msgpack_packer *pk, const tqd_broker_t *b, const tqd_client_t *c)
+{
+    uint64_t n[4] = {0};
+    size_t pos = 0;
+    const tqd_job_t *job;
+    while ((job = tqd_htab_next(&b->queue.jobs, &pos)))
+        if (job->owner == c->owner && job->state <= TQD_JOB_FINISHED)
+            n[job->state]++;
+    return pack_str(pk, "mine", 4) || msgpack_pack_map(pk, 3) ||
+                   pack_uint(pk, "queued", n[TQD_JOB_QUEUED]) ||
+                   pack_uint(pk, "running", n[TQD_JOB_RUNNING]) ||
+                   pack_uint(pk, "retained", n[TQD_JOB_FINISHED])
+               ? -ENOMEM
+               : 0;
+}
+
+int tqd_stats_encode(const tqd_broker_t *b, const tqd_client_t *c, taskq_buf_t *out)
 {
     const tqd_queue_t *q = &b->queue;
+    bool all = c->admin;
     size_t start = out->len, limit = b->cfg.max_frame - REPLY_HEADROOM;
     size_t clients = 0;
     for (size_t i = 0; i < b->clients.len; i++)
@@ -71,7 +89,7 @@ int tqd_stats_encode(const tqd_broker_t *b, taskq_buf_t *out)
     const char *store = b->store->ops->name;
     uint64_t user_us, sys_us, rss;
     tqd_os_usage(&user_us, &sys_us, &rss);
-    if (msgpack_pack_map(&pk, 28) || pack_str(&pk, "version", 7) ||
+    if (msgpack_pack_map(&pk, 37) || pack_str(&pk, "version", 7) ||
         pack_str(&pk, TASKQ_VERSION_STRING, strlen(TASKQ_VERSION_STRING)) ||
         pack_uint(&pk, "uptime_ms", b->now - b->started) ||
         pack_uint(&pk, "store_id", b->store->id) || pack_uint(&pk, "queued", q->queued) ||
@@ -88,20 +106,29 @@ int tqd_stats_encode(const tqd_broker_t *b, taskq_buf_t *out)
         (b->store_failing ? msgpack_pack_false(&pk) : msgpack_pack_true(&pk)) ||
         pack_uint(&pk, "storage_errors", b->storage_errors) ||
         pack_uint(&pk, "duplicates", b->duplicates) || pack_uint(&pk, "cpu_user_us", user_us) ||
-        pack_uint(&pk, "cpu_sys_us", sys_us) || pack_uint(&pk, "rss_bytes", rss))
+        pack_uint(&pk, "cpu_sys_us", sys_us) || pack_uint(&pk, "rss_bytes", rss) ||
+        pack_uint(&pk, "connections", b->conns.open) ||
+        pack_uint(&pk, "handshake_timeouts", b->conns.handshake_timeouts) ||
+        pack_uint(&pk, "connections_refused", b->conns.refused) ||
+        pack_uint(&pk, "malformed_disconnects", b->conns.malformed_drops) ||
+        pack_uint(&pk, "keys_refused", tqd_auth_refused(b->auth)) ||
+        pack_uint(&pk, "denied", b->denied) || pack_uint(&pk, "client_limits", b->client_limits) ||
+        pack_str(&pk, "admin", 5) || (all ? msgpack_pack_true(&pk) : msgpack_pack_false(&pk)) ||
+        pack_mine(&pk, b, c) < 0)
         return -ENOMEM;
 
-    if (pack_str(&pk, "queues", 6) || msgpack_pack_array(&pk, q->n_queues))
+    size_t n_queues = all ? q->n_queues : 0, n_workers = all ? b->workers.len : 0;
+    if (pack_str(&pk, "queues", 6) || msgpack_pack_array(&pk, n_queues))
         return -ENOMEM;
-    for (size_t i = 0; i < q->n_queues; i++) {
+    for (size_t i = 0; i < n_queues; i++) {
         if (pack_queue(&pk, q->queues[i]) < 0)
             return -ENOMEM;
         if (out->len - start > limit)
             return -EMSGSIZE;
     }
-    if (pack_str(&pk, "worker_list", 11) || msgpack_pack_array(&pk, b->workers.len))
+    if (pack_str(&pk, "worker_list", 11) || msgpack_pack_array(&pk, n_workers))
         return -ENOMEM;
-    for (size_t i = 0; i < b->workers.len; i++) {
+    for (size_t i = 0; i < n_workers; i++) {
         if (pack_worker(&pk, b->workers.v[i], b->now) < 0)
             return -ENOMEM;
         if (out->len - start > limit)

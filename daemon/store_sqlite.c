@@ -24,7 +24,7 @@
  * taskqd would misread; an open refuses a version it does not know, so a
  * newer version needs an upgrade step here before it is accepted.
  */
-#define SCHEMA_VERSION 1
+#define SCHEMA_VERSION 2 /* 2: jobs.owner */
 
 static const char schema_sql[] =
     "CREATE TABLE meta(key TEXT PRIMARY KEY, value INTEGER);"
@@ -32,7 +32,7 @@ static const char schema_sql[] =
     " batch INTEGER, queue TEXT, function TEXT, priority INTEGER, timeout_ms INTEGER,"
     " max_attempts INTEGER, arg BLOB, state INTEGER, attempt INTEGER, worker TEXT,"
     " host TEXT, pid INTEGER, started_at INTEGER, status INTEGER, result BLOB,"
-    " finished_at INTEGER, failures INTEGER);"
+    " finished_at INTEGER, failures INTEGER, owner INTEGER NOT NULL DEFAULT 0);"
     "CREATE TABLE attempts(job_id INTEGER, seq INTEGER, attempt INTEGER, worker TEXT,"
     " host TEXT, pid INTEGER, started_at INTEGER, ended_at INTEGER, cause TEXT,"
     " PRIMARY KEY(job_id, seq)) WITHOUT ROWID;"
@@ -61,8 +61,8 @@ static const char *const stmt_sql[ST_COUNT] = {
     [ST_BEGIN] = "BEGIN IMMEDIATE",
     [ST_COMMIT] = "COMMIT",
     [ST_INSERT] = ("INSERT OR REPLACE INTO jobs(id, client_id, req_id, batch, queue, function,"
-                   " priority, timeout_ms, max_attempts, arg, state, attempt, failures)"
-                   " VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, 0)"),
+                   " priority, timeout_ms, max_attempts, arg, state, attempt, failures, owner)"
+                   " VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, 0, ?13)"),
     /* worker, host, pid and started_at describe the current or last
      * attempt: a NULL (not running) keeps the last one.  A retry changes
      * the submitter and ends the job's place in the SUBMIT dedupe index. */
@@ -337,6 +337,7 @@ static void sql_submitted(tqd_store_t *base, const tqd_job_t *job)
     bind_bytes(s, st, 10, span_of(job->arg, job->arg_len), false);
     bind_i64(s, st, 11, job->state);
     bind_i64(s, st, 12, job->attempt);
+    bind_i64(s, st, 13, (int64_t)job->owner);
     run(s, st);
 }
 
@@ -495,8 +496,8 @@ static int sql_commit(tqd_store_t *base)
 
 static const char select_jobs_sql[] =
     "SELECT id, client_id, req_id, batch, queue, function, priority, timeout_ms, max_attempts,"
-    " arg, state, attempt, worker, host, pid, started_at, status, result, finished_at, failures"
-    " FROM jobs ORDER BY id";
+    " arg, state, attempt, worker, host, pid, started_at, status, result, finished_at, failures,"
+    " owner FROM jobs ORDER BY id";
 static const char select_attempts_sql[] =
     "SELECT attempt, worker, host, pid, started_at, ended_at, cause FROM attempts"
     " WHERE job_id = ?1 ORDER BY seq LIMIT ?2";
@@ -645,6 +646,7 @@ static bool row_to_rec(sqlite_store_t *s, sqlite3_stmt *st, uint64_t now, tqd_jo
         bad |= bad_time;
     }
     *failures = col_int(st, 19, 0, INT64_MAX, &bad);
+    r->owner = (uint64_t)sqlite3_column_int64(st, 20);
     return !bad;
 }
 
@@ -886,7 +888,7 @@ static int lock_db(sqlite_store_t *s, char *err, size_t cap)
     memcpy(lock_path, s->path, len);
     memcpy(lock_path + len, ".lock", sizeof ".lock");
     int rc = 0;
-    s->lock_fd = open(lock_path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    s->lock_fd = open(lock_path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
     if (s->lock_fd < 0) {
         rc = -errno;
         snprintf(err, cap, "%s: cannot open its lock file %s: %s", s->path, lock_path,
@@ -959,6 +961,21 @@ static int setup_db(sqlite_store_t *s, tqd_sync_t sync, char *err, size_t cap)
     }
     if (rc != SQLITE_OK)
         return open_error(s, rc, "cannot read the meta table", err, cap);
+    if (version == 1) {
+        /* Version 1 had no owners: its jobs become visible to admins only. */
+        rc = sqlite3_exec(db,
+                          "BEGIN IMMEDIATE;"
+                          "ALTER TABLE jobs ADD COLUMN owner INTEGER NOT NULL DEFAULT 0;"
+                          "UPDATE meta SET value = 2 WHERE key = 'schema';"
+                          "COMMIT",
+                          NULL, NULL, NULL);
+        if (rc != SQLITE_OK) {
+            if (!sqlite3_get_autocommit(db))
+                sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
+            return open_error(s, rc, "cannot upgrade the schema from version 1", err, cap);
+        }
+        version = 2;
+    }
     if (version != SCHEMA_VERSION) {
         snprintf(err, cap, "%s: schema version %" PRId64 " is not %d, the one this taskqd knows",
                  s->path, version, SCHEMA_VERSION);
@@ -992,6 +1009,12 @@ int tqd_store_sqlite_open(const char *path, tqd_sync_t sync, int64_t wall_offset
     s->lock_fd = -1;
     int rc = lock_db(s, err, cap);
     if (rc == 0) {
+        /* Tasks and results are the users' data: the file (and the WAL and
+         * shared-memory files SQLite gives the same mode) is the broker's
+         * alone.  An existing file keeps the mode its owner gave it. */
+        int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+        if (fd >= 0)
+            close(fd);
         int src = sqlite3_open_v2(path, &s->db,
                                   SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,
                                   NULL);

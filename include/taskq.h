@@ -111,6 +111,14 @@ typedef struct taskq_client_opts {
                                    detach (default false: an outcome this
                                    client received is acknowledged, and the
                                    broker forgets it) */
+    const char *curve_server_key; /* the broker's CURVE public key: 40 Z85
+                                   characters, or the path of its .pub file
+                                   (from `taskq keygen`); NULL: no CURVE */
+    const char *curve_key;      /* this client's CURVE secret key: 40 Z85
+                                   characters, or the path of its .key file;
+                                   set both or neither.  Read (and copied) by
+                                   taskq_client_new(); the secret stays in
+                                   the client's memory until it is destroyed */
 } taskq_client_opts_t;
 
 /*
@@ -128,7 +136,16 @@ typedef struct taskq_client_opts {
  * sends again what was not yet accepted and asks again for the outcomes
  * it waits for; after reconnect_limit_ms spent waiting without a broker,
  * pending futures resolve TASKQ_ECLOSED (the client stays usable).
- * Errors: TASKQ_EINVAL (bad endpoint or option), TASKQ_ENOMEM, TASKQ_ESYS.
+ * With curve_server_key and curve_key, connections use CurveZMQ
+ * (encrypted, and the client authenticated by its key).  If the broker
+ * refuses the key (it is in none of its allow-lists), does not use CURVE,
+ * or answers the handshake with an ERROR DENIED (the key lacks the client
+ * role, or was revoked), what waits resolves TASKQ_EDENIED at once instead
+ * of waiting out reconnect_limit_ms, and the client does not reconnect
+ * until a later call needs the broker: that call asks once more.
+ * Errors: TASKQ_EINVAL (bad endpoint or option; only one of the CURVE keys
+ * given; a key file that cannot be read or holds no key), TASKQ_ENOMEM,
+ * TASKQ_ESYS (also: this ZeroMQ has no CURVE support).
  * The caller owns *ret_client and frees it with taskq_client_destroy().
  */
 TASKQ_API int taskq_client_new(const char *endpoint, const taskq_client_opts_t *opts,
@@ -149,7 +166,8 @@ TASKQ_API void taskq_client_destroy(taskq_client_t **client);
  * microseconds to *ret_rtt_us and the broker's version string (owned by the
  * client, valid until the next call on it) to *ret_version; either may be
  * NULL.  Errors: TASKQ_ETIMEDOUT, TASKQ_EPROTO (the broker speaks another
- * protocol version), TASKQ_ECLOSED (reconnect_limit_ms ran out).
+ * protocol version), TASKQ_ECLOSED (reconnect_limit_ms ran out),
+ * TASKQ_EDENIED (the broker refused this client's key or handshake).
  */
 TASKQ_API int taskq_client_ping(taskq_client_t *c, int32_t timeout_ms, uint32_t *ret_rtt_us,
                                 const char **ret_version);
@@ -213,7 +231,9 @@ typedef enum taskq_state {
  * TASKQ_ELOST, TASKQ_ERUNLIMIT, TASKQ_ENOJOB, TASKQ_ECLOSED (broker
  * unreachable beyond reconnect_limit_ms, or the client was destroyed), or
  * the code of the broker's refusal (TASKQ_EQUEUEFULL, TASKQ_ETOOBIG, ...;
- * TASKQ_EPROTO if the broker speaks another protocol version), or
+ * TASKQ_EPROTO if the broker speaks another protocol version; TASKQ_EDENIED
+ * if it refused this client's key or handshake, see taskq_client_new(), or
+ * this task, e.g. `exec` for a client not allowed to run it), or
  * TASKQ_ENOMEM if the outcome could not be copied (state FAILED).
  * Once resolved, every later wait returns the same code at once.
  * While waiting, the client keeps its connection alive, reconnects with
@@ -321,7 +341,8 @@ TASKQ_API int taskq_map(taskq_client_t *c, const char *function, size_t n,
  * Ask the broker for statistics.  On success *ret_map is a malloc'ed buffer
  * holding one encoded msgpack map (keys documented in proto/PROTOCOL.md,
  * "STATS_REPLY") and *ret_len its length; the caller frees it with free().
- * Errors: TASKQ_ETIMEDOUT, TASKQ_ECLOSED, TASKQ_ENOMEM, TASKQ_EPROTO.
+ * Errors: TASKQ_ETIMEDOUT, TASKQ_ECLOSED, TASKQ_ENOMEM, TASKQ_EPROTO,
+ * TASKQ_EDENIED (as for taskq_client_ping()).
  */
 TASKQ_API int taskq_client_stats(taskq_client_t *c, int32_t timeout_ms, void **ret_map,
                                  size_t *ret_len);
@@ -375,7 +396,8 @@ typedef struct taskq_failed {
  * Errors: TASKQ_EINVAL (limit out of range), TASKQ_ETIMEDOUT,
  * TASKQ_ECLOSED, TASKQ_ENOMEM, TASKQ_EPROTO (the broker speaks another
  * protocol version, or is too old to list failed jobs), TASKQ_EREFUSED
- * (a job alone is too large for a reply).
+ * (a job alone is too large for a reply), TASKQ_EDENIED (as for
+ * taskq_client_ping()).
  */
 TASKQ_API int taskq_client_failed(taskq_client_t *c, uint64_t after, uint32_t limit,
                                   int32_t timeout_ms, taskq_failed_t **ret_jobs,
@@ -430,13 +452,22 @@ typedef struct taskq_worker_opts {
     uint32_t prefetch;    /* extra tasks held beyond threads (default 1);
                              credit = threads + prefetch */
     const char **queues;  /* NULL-terminated list of queues (default {"default"}) */
+    const char *curve_server_key; /* the broker's CURVE public key: 40 Z85
+                                     characters, or the path of its .pub
+                                     file; NULL: no CURVE */
+    const char *curve_key;        /* this worker's CURVE secret key: 40 Z85
+                                     characters, or the path of its .key
+                                     file; set both or neither.  Read (and
+                                     copied) by taskq_worker_new() */
 } taskq_worker_opts_t;
 
 /*
  * Create a worker for the broker at endpoint (NULL: TASKQ_DEFAULT_ENDPOINT).
  * opts may be NULL.  Nothing is connected until taskq_worker_run().
+ * With curve_server_key and curve_key, connections use CurveZMQ.
  * Errors: TASKQ_EINVAL (bad name or queue, more than 1024 queues,
- * threads + prefetch above 10000), TASKQ_ENOMEM, TASKQ_ESYS.
+ * threads + prefetch above 10000, only one of the CURVE keys given, a key
+ * file that cannot be read or holds no key), TASKQ_ENOMEM, TASKQ_ESYS.
  * Free with taskq_worker_destroy().
  */
 TASKQ_API int taskq_worker_new(const char *endpoint, const taskq_worker_opts_t *opts,
@@ -466,9 +497,14 @@ TASKQ_API int taskq_worker_register(taskq_worker_t *w, const char *function,
  * sends BYE and returns.  After
  * the broker's BYE, it waits for running handlers and returns 0.
  * Returns 0, or TASKQ_EINVAL (no function registered, already running, or
- * an endpoint ZeroMQ does not understand), TASKQ_ESYS, or the code of the
- * broker's refusal of the handshake (TASKQ_EPROTO if it speaks another
- * protocol version, TASKQ_EDENIED, ...).
+ * an endpoint ZeroMQ does not understand), TASKQ_ESYS (also: this ZeroMQ
+ * has no CURVE support), or the code of the broker's refusal of the
+ * handshake (TASKQ_EPROTO if it speaks another protocol version, ...).
+ * TASKQ_EDENIED: the broker refused this worker, at once rather than after
+ * reconnects: its CURVE key is in none of the broker's allow-lists, the
+ * broker does not use CURVE, or it answered HELLO with ERROR DENIED (the key
+ * lacks the worker role) or later revoked the key.  Running handlers are
+ * waited for first.
  */
 TASKQ_API int taskq_worker_run(taskq_worker_t *w);
 

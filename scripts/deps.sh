@@ -1,11 +1,15 @@
 #!/usr/bin/env bash
 # Install the Debian 12 packages taskq builds and tests with (only the
-# missing ones; apt-get runs only when something is missing).
+# missing ones; apt-get runs only when something is missing).  With
+# --fuzz, also clang and its libFuzzer runtime (scripts/fuzz.sh).
+#
+# usage: scripts/deps.sh [--fuzz]
 set -euo pipefail
 
 pkgs=(build-essential cmake pkg-config libzmq3-dev libmsgpack-dev check
       libsqlite3-dev libsystemd-dev libjansson-dev iproute2 util-linux bsdutils
       python3 python3-zmq python3-msgpack)
+[ "${1:-}" = "--fuzz" ] && pkgs+=(clang libclang-rt-14-dev)
 
 missing=()
 for p in "${pkgs[@]}"; do

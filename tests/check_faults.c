@@ -26,6 +26,10 @@ static th_broker_t broker;
 static char db_path[300];
 static const char *const durable[] = {"--db", db_path, "--heartbeat-ms", "100",
                                       "--liveness", "3", NULL};
+/* The same on a namespace's veth address: plain TCP beyond loopback, which
+ * the partition test's private link makes safe. */
+static const char *const durable_veth[] = {"--db", db_path, "--heartbeat-ms", "100",
+                                           "--liveness", "3", "--insecure", NULL};
 
 /* Named after the suite's process (main) so that main can remove them
  * when a test's process was killed by its timeout. */
@@ -462,7 +466,7 @@ START_TEST(test_partition)
     }
     char bind[64];
     snprintf(bind, sizeof bind, "tcp://%s:*", netns.root_addr);
-    start_broker(bind);
+    ck_assert_int_eq(th_broker_start(&broker, bind, durable_veth), 0);
 
     /* The remote worker alone first, so that it holds the tasks: two run
      * (threads), one waits (prefetch). */

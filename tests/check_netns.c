@@ -136,7 +136,7 @@ START_TEST(test_worker_in_other_namespace)
     /* The broker listens only on its end of the veth pair. */
     char bind[64];
     snprintf(bind, sizeof bind, "tcp://%s:*", netns.root_addr);
-    const char *const hb[] = {"--heartbeat-ms", "200", "--liveness", "3", NULL};
+    const char *const hb[] = {"--heartbeat-ms", "200", "--liveness", "3", "--insecure", NULL};
     ck_assert_int_eq(th_broker_start(&broker, bind, hb), 0);
     ck_assert_msg(strncmp(broker.endpoint, bind, strlen(bind) - 1) == 0, "bound %s",
                   broker.endpoint);

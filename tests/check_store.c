@@ -534,9 +534,17 @@ START_TEST(garbage_refused)
                      -EINVAL);
     ck_assert_msg(strstr(err, "version 99"), "%s", err);
 
+    /* A database of schema version 1, from before jobs had owners: it is
+     * upgraded in place, and then opens as the current version. */
+    sql("UPDATE meta SET value = 1 WHERE key = 'schema'; ALTER TABLE jobs DROP COLUMN owner");
+    ck_assert_int_eq(tqd_store_sqlite_open(db_path, TQD_SYNC_FULL, WALL, &s, err, sizeof err), 0);
+    tqd_store_close(&s);
+    sql("UPDATE jobs SET owner = owner"); /* the column is back */
+    ck_assert_int_eq(tqd_store_sqlite_open(db_path, TQD_SYNC_FULL, WALL, &s, err, sizeof err), 0);
+    tqd_store_close(&s);
+
     /* A taskq database whose job pages are scribbled over (its meta
      * table intact): opening or recovering it fails. */
-    sql("UPDATE meta SET value = 1 WHERE key = 'schema'");
     start(TQD_SYNC_FULL, 0);
     submit(1, 1, 200, "default", "f", 0, 0, 1, 64);
     ck_assert_int_eq(commit(), 0);

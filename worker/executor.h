@@ -34,6 +34,8 @@ typedef struct tw_config {
     uint32_t nice;                          /* added to executors' niceness */
     uint32_t grace_s;                       /* SIGTERM: time to finish running tasks */
     const char *log_level;                  /* --log-level as given, for executors */
+    const char *curve_server_key;           /* the broker's public key (Z85); NULL: no CURVE */
+    const char *curve_key;                  /* the pool's secret key (Z85) */
     bool executor;                          /* hidden: run as an executor */
 } tw_config_t;
 

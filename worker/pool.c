@@ -537,6 +537,8 @@ static int slot_init(tw_pool_t *p, unsigned i)
         .threads = 1,
         .prefetch = 1,
         .queues = cfg->n_queues ? (const char **)cfg->queues : (const char **)default_queues,
+        .curve_server_key = cfg->curve_server_key,
+        .curve_key = cfg->curve_key,
     };
     int rc = taskq_worker_new(cfg->broker, &o, &s->w);
     for (size_t f = 0; rc == 0 && p->fns[f]; f++)
@@ -668,7 +670,9 @@ int tw_pool_join(tw_pool_t *p)
             pthread_join(s->thread, NULL);
         s->started = false;
         if (s->result != 0)
-            code = s->result == TASKQ_EINVAL ? EX_USAGE : EX_UNAVAILABLE;
+            code = s->result == TASKQ_EINVAL    ? EX_USAGE
+                   : s->result == TASKQ_EDENIED ? EX_NOPERM
+                                                : EX_UNAVAILABLE;
     }
     return code;
 }

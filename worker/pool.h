@@ -57,7 +57,8 @@ void tw_pool_kill(tw_pool_t *p);
  * Wait for every slot's thread (after tw_pool_stop(), or after all ended)
  * and end the executors.  Returns 0, or the exit status a slot that ended
  * on its own calls for: EX_USAGE (an endpoint ZeroMQ does not take),
- * EX_UNAVAILABLE (the broker refused the connection).
+ * EX_NOPERM (the broker refused the pool's CURVE key or its HELLO),
+ * EX_UNAVAILABLE (the broker refused the connection otherwise).
  */
 int tw_pool_join(tw_pool_t *p);
 

@@ -20,6 +20,7 @@
 #include <unistd.h>
 
 #include "executor.h"
+#include "keys.h"
 #include "log.h"
 #include "pool.h"
 #include "taskq.h"
@@ -74,6 +75,10 @@ static const opt_def_t opts[] = {
      "on SIGTERM, seconds the running tasks have to finish"},
     {"log-level", 0, OPT_LEVEL, "LEVEL", 0, 0, "notice", CFG(log_level), 0,
      "err, warning, notice, info or debug"},
+    {"curve-server-key", 0, OPT_STR, "FILE", 0, 4096, NULL, CFG(curve_server_key), 0,
+     "the broker's public key (its .pub file): use CurveZMQ; needs --curve-key"},
+    {"curve-key", 0, OPT_STR, "FILE", 0, 4096, NULL, CFG(curve_key), 0,
+     "this pool's secret key (a .key file from `taskq keygen`)"},
     {"executor", 0, OPT_FLAG, NULL, 0, 0, NULL, CFG(executor), 0, NULL},
     {"help", 'h', OPT_HELP, NULL, 0, 0, NULL, 0, 0, "show this help and exit"},
     {"version", 'V', OPT_VERSION, NULL, 0, 0, NULL, 0, 0, "show the version and exit"},
@@ -106,9 +111,10 @@ static void usage(FILE *f)
             "a task over its run limit has its process killed; either way a new process\n"
             "takes its place.  SIGTERM or SIGINT: take no new tasks, let the running ones\n"
             "finish within --grace, exit 0.  A second SIGINT: kill them and exit %d.\n"
-            "Exit status: %d bad usage; %d a plugin does not load; %d a plugin's init\n"
-            "failed; %d the broker refused the pool; %d system error.\n",
-            128 + SIGINT, EX_USAGE, EX_CONFIG, EX_SOFTWARE, EX_UNAVAILABLE, EX_OSERR);
+            "Exit status: %d bad usage (also: a key file that cannot be read); %d a plugin\n"
+            "does not load; %d a plugin's init failed; %d the broker refused the pool;\n"
+            "%d the broker refused the pool's key; %d system error.\n",
+            128 + SIGINT, EX_USAGE, EX_CONFIG, EX_SOFTWARE, EX_UNAVAILABLE, EX_NOPERM, EX_OSERR);
 }
 
 /* Parse SIZE ("512M", "2G", "1048576") into bytes.  0 or -1. */
@@ -194,6 +200,47 @@ static int apply(const opt_def_t *o, const char *value, tw_config_t *cfg)
     }
 }
 
+static bool ends_with(const char *s, const char *suffix)
+{
+    size_t n = strlen(s), k = strlen(suffix);
+    return n >= k && strcmp(s + n - k, suffix) == 0;
+}
+
+/* The keys read from --curve-server-key and --curve-key (Z85), which cfg
+ * then points to, and the pool's public key. */
+static char server_z85[TQ_KEY_Z85_SIZE], secret_z85[TQ_KEY_Z85_SIZE];
+static char public_z85[TQ_KEY_Z85_SIZE];
+
+/* Check and read the CURVE key files once, for every slot.  0, or -1 after
+ * printing why. */
+static int read_keys(tw_config_t *cfg)
+{
+    const char *sk = cfg->curve_server_key, *ck = cfg->curve_key;
+    char err[512];
+    if (!sk && !ck)
+        return 0;
+    if (!sk || !ck) {
+        fprintf(stderr, "taskq-worker: --curve-server-key and --curve-key go together: the "
+                        "broker's public key and this pool's secret key\n");
+    } else if (ends_with(ck, ".pub")) {
+        fprintf(stderr, "taskq-worker: --curve-key wants this pool's secret key (NAME.key), "
+                        "not %s\n", ck);
+    } else if (ends_with(sk, ".key")) {
+        fprintf(stderr, "taskq-worker: --curve-server-key wants the broker's public key "
+                        "(NAME.pub), not %s; a secret key stays with its owner\n", sk);
+    } else if (tq_key_read(sk, server_z85, err, sizeof err) != 0) {
+        fprintf(stderr, "taskq-worker: cannot read the broker's public key: %s\n", err);
+    } else if (tq_key_read(ck, secret_z85, err, sizeof err) != 0 ||
+               tq_key_public(secret_z85, public_z85) != 0) {
+        fprintf(stderr, "taskq-worker: cannot read this pool's secret key: %s\n", err);
+    } else {
+        cfg->curve_server_key = server_z85;
+        cfg->curve_key = secret_z85;
+        return 0;
+    }
+    return -1;
+}
+
 /* Fill cfg from the defaults, the environment and argv.  Returns -1 to go
  * on, or the exit code to leave with (EX_OK after --help or --version). */
 static int parse_args(int argc, char **argv, tw_config_t *cfg)
@@ -254,6 +301,8 @@ static int parse_args(int argc, char **argv, tw_config_t *cfg)
         fprintf(stderr, "taskq-worker: nothing to serve: give --load PLUGIN.so or --exec\n");
         return EX_USAGE;
     }
+    if (read_keys(cfg) < 0)
+        return EX_USAGE;
     return -1;
 }
 
@@ -338,6 +387,8 @@ int main(int argc, char **argv)
         TQ_LOG(LOG_ERR, "cannot set up signals: %s", strerror(errno));
         return EX_OSERR;
     }
+    if (cfg.curve_key)
+        TQ_LOG(LOG_NOTICE, "CurveZMQ on: this pool's public key is %s", public_z85);
     tw_pool_t *pool = NULL;
     code = tw_pool_new(&cfg, &pool);
     if (code == 0) {
@@ -350,6 +401,13 @@ int main(int argc, char **argv)
         int joined = tw_pool_join(pool);
         if (code == 0)
             code = joined;
+        if (code == EX_NOPERM && cfg.curve_key)
+            TQ_LOG(LOG_ERR, "the broker at %s refused this pool's key (public key %s); its "
+                   "administrator can let it in by adding the key's .pub file to the broker's "
+                   "--allow-workers directory", cfg.broker, public_z85);
+        else if (code == EX_NOPERM)
+            TQ_LOG(LOG_ERR, "the broker at %s refused this pool (a broker on another host "
+                   "wants CURVE keys: --curve-server-key and --curve-key)", cfg.broker);
         tw_pool_destroy(&pool);
         TQ_LOG(LOG_NOTICE, "taskq-worker stopped");
     }

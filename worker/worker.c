@@ -25,6 +25,7 @@
 
 struct taskq_worker {
     char *endpoint;
+    taskq__curve_t curve;      /* CURVE keys, if on */
     char *name;                /* HELLO name */
     char host[TASKQ__HOST_MAX];
     uint32_t threads;          /* handler threads */
@@ -49,6 +50,8 @@ struct taskq_worker {
     /* The I/O thread's. */
     void *ctx;
     void *sock;                /* NULL while waiting to reconnect */
+    void *mon;                 /* its handshake events (CURVE only), or NULL */
+    unsigned mon_seq;          /* sockets opened so far: names the monitor */
     bool ready;                /* WELCOME received on sock */
     uint64_t hello_seq;        /* HELLOs sent so far: names the connection */
     int64_t alive_at;          /* ms: last message from the broker, or HELLO */
@@ -100,6 +103,9 @@ int taskq_worker_new(const char *endpoint, const taskq_worker_opts_t *opts,
     if (!w)
         return TASKQ_ENOMEM;
     w->wake_fd = -1;
+    int rc = taskq__curve_init(&w->curve, opts->curve_server_key, opts->curve_key);
+    if (rc)
+        goto fail;
     w->threads = threads;
     w->credit = threads + prefetch;
     taskq_limits_default(&w->limits);
@@ -115,7 +121,7 @@ int taskq_worker_new(const char *endpoint, const taskq_worker_opts_t *opts,
     }
     w->endpoint = strdup(endpoint);
     w->queues = calloc(n_queues, sizeof *w->queues);
-    int rc = TASKQ_ENOMEM;
+    rc = TASKQ_ENOMEM;
     if (!w->name || !w->endpoint || !w->queues)
         goto fail;
     for (w->n_queues = 0; w->n_queues < n_queues; w->n_queues++) {
@@ -142,6 +148,7 @@ fail:
     free(w->queues);
     free(w->endpoint);
     free(w->name);
+    taskq__curve_wipe(&w->curve);
     free(w);
     return rc;
 }
@@ -164,6 +171,7 @@ void taskq_worker_destroy(taskq_worker_t **wp)
     free(w->queues);
     free(w->endpoint);
     free(w->name);
+    taskq__curve_wipe(&w->curve);
     free(w);
 }
 
@@ -394,10 +402,11 @@ static int send_hello(taskq_worker_t *w, int64_t now)
 
 static int conn_open(taskq_worker_t *w, int64_t now)
 {
-    int rc = taskq__socket_open(w->ctx, w->endpoint, &w->sock);
+    int rc = taskq__socket_open(w->ctx, w->endpoint, &w->curve, w, ++w->mon_seq, &w->sock,
+                                &w->mon);
     w->hello_seq++;
     if (!rc && (rc = send_hello(w, now)) != 0)
-        taskq__socket_close(&w->sock, 0);
+        taskq__socket_close(&w->sock, &w->mon, 0);
     if (rc)
         return rc;
     w->ready = false;
@@ -409,7 +418,7 @@ static int conn_open(taskq_worker_t *w, int64_t now)
  * are dropped: the broker requeues them when it sees this worker gone. */
 static void conn_lost(taskq_worker_t *w, int64_t now, int32_t delay_ms)
 {
-    taskq__socket_close(&w->sock, 0);
+    taskq__socket_close(&w->sock, &w->mon, 0);
     w->ready = false;
     w->reconnect_at = now + delay_ms;
     take_back_pending(w, false);
@@ -546,8 +555,9 @@ static void on_error(taskq_worker_t *w, const taskq_error_t *e, int64_t now)
 {
     if (e->code == TASKQ_PERR_HELLO_REQUIRED)
         conn_lost(w, now, 0);
-    else if (e->code == TASKQ_PERR_VERSION || !w->ready)
-        /* A refused handshake would be refused again. */
+    else if (e->code == TASKQ_PERR_VERSION || e->code == TASKQ_PERR_DENIED || !w->ready)
+        /* A refused handshake would be refused again; so would a worker
+         * whose key was revoked. */
         leave(w, taskq__perr_code(e->code));
 }
 
@@ -591,6 +601,13 @@ static int drain(taskq_worker_t *w, int64_t now)
     while (w->sock && (rc = taskq__recv(w->sock, &m)) > 0)
         on_message(w, zmq_msg_data(&m), zmq_msg_size(&m), now);
     zmq_msg_close(&m);
+    /* CURVE: a broker that refuses the key, or does not use CURVE, would
+     * refuse every reconnect too. */
+    if (w->mon && taskq__monitor_read(w->mon, NULL, 0) == TASKQ__HS_DENIED) {
+        leave(w, TASKQ_EDENIED);
+        taskq__socket_close(&w->sock, &w->mon, 0);
+        w->ready = false;
+    }
     return rc < 0 ? rc : 0;
 }
 
@@ -637,11 +654,13 @@ static int io_loop(taskq_worker_t *w)
         if (w->leaving && w->n_busy == 0)
             break;
         int64_t wait = w->leaving && !w->sock ? -1 : tick(w, now);
-        zmq_pollitem_t items[2] = {
+        zmq_pollitem_t items[3] = {
             {NULL, w->wake_fd, ZMQ_POLLIN, 0},
             {w->sock, 0, ZMQ_POLLIN, 0},
+            {w->mon, 0, ZMQ_POLLIN, 0},
         };
-        if (zmq_poll(items, w->sock ? 2 : 1, (long)wait) < 0 && errno != EINTR)
+        int n_items = !w->sock ? 1 : w->mon ? 3 : 2;
+        if (zmq_poll(items, n_items, (long)wait) < 0 && errno != EINTR)
             return TASKQ_ESYS;
         if (items[0].revents & ZMQ_POLLIN) {
             uint64_t v;
@@ -661,7 +680,7 @@ static int io_loop(taskq_worker_t *w)
             send_out(w, taskq__now_ms()) == 0)
             linger = FINAL_LINGER_MS;
     }
-    taskq__socket_close(&w->sock, linger);
+    taskq__socket_close(&w->sock, &w->mon, linger);
     return w->result;
 }
 
@@ -712,7 +731,7 @@ int taskq_worker_run(taskq_worker_t *w)
         taskq__task_free(t);
     }
     w->outbox_tail = NULL;
-    taskq__socket_close(&w->sock, 0);
+    taskq__socket_close(&w->sock, &w->mon, 0);
     if (w->ctx)
         zmq_ctx_term(w->ctx);
     w->ctx = NULL;

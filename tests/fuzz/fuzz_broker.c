@@ -230,7 +230,7 @@ static void handle(fuzz_t *f, slot_t *s, const uint8_t *data, size_t len, bool m
     memcpy(frame, data, len);
     if (!multipart)
         peer_says(f, s, frame, len);
-    tqd_handle_frame(f->b, s->rid, sizeof s->rid, frame, len, multipart);
+    tqd_handle_frame(f->b, s->rid, sizeof s->rid, frame, len, multipart, NULL);
     free(frame);
     f->frames++;
     drain(f);
@@ -290,6 +290,13 @@ static void setup(fuzz_t *f, uint8_t flags)
         .max_retained = flags & 0x04 ? 4 : 1000000,
         .max_frame = flags & 0x01 ? 4096 : 64u << 20,
         .result_ttl_s = flags & 0x08 ? 1 : 86400,
+        .client_max_queued = flags & 0x20 ? 16 : 1000000,
+        .client_max_bytes = flags & 0x20 ? 4096 : 1u << 30,
+        .handshake_ms = 10000,
+        .max_connections = 100,
+        .max_malformed = 100,
+        .ipc_mode = 0660,
+        .ipc_gid = -1,
     };
     char bound[64];
     FUZZ_CHECK(tqd_broker_new(&cfg, &f->b) == 0, "cannot create the broker");
