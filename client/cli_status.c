@@ -1,7 +1,8 @@
 /*
- * cli_status.c - `taskq status` (the broker's queues and workers as aligned
- * tables or one JSON document, once or refreshed in place with --watch)
- * and `taskq ping` (version and round-trip time).
+ * cli_status.c - `taskq status` (the broker's counts, this client's own
+ * jobs, and, for an admin, the queues and workers as aligned tables; or one
+ * JSON document; once or refreshed in place with --watch) and `taskq ping`
+ * (version and round-trip time).
  */
 #include <errno.h>
 #include <getopt.h>
@@ -24,11 +25,13 @@
 static const char status_usage[] =
     "Usage: taskq status [--json] [--watch] [--interval S]\n"
     "\n"
-    "Shows the broker's task counts, its queues (queued, running, done, failed,\n"
+    "Shows the broker's task counts, your own jobs (queued, running, and finished\n"
+    "with outcomes not yet collected), its queues (queued, running, done, failed,\n"
     "retried, rate/s) and its workers (name, host, processes, busy, done, last\n"
     "seen) as aligned tables.  The processes of one taskq-worker (connections\n"
     "named NAME/0, NAME/1, ...) make one row.  rate/s is how many tasks ended\n"
-    "(done or failed) per second between two samples of the counters.\n"
+    "(done or failed) per second between two samples of the counters.  The\n"
+    "broker shows its queues and workers to admins only (see docs/SECURITY.md).\n"
     "\n"
     "Options:\n"
     "  -j, --json         print one JSON document instead (see the README)\n"
@@ -68,6 +71,10 @@ static const char *const counter_names[N_C] = {"queued",  "running",   "done", "
                                                 "retried", "cancelled", "lost", "timedout"};
 #define N_QUEUE_C 5 /* queues have the first five */
 
+/* The asking client's own jobs (STATS "mine"), in this order. */
+enum { M_QUEUED, M_RUNNING, M_RETAINED, N_M };
+static const char *const mine_names[N_M] = {"queued", "running", "retained"};
+
 typedef struct span {
     const char *p;
     size_t n;
@@ -98,6 +105,9 @@ typedef struct sample {
     uint64_t store_bytes, storage_errors;   /* its size on disk, failed commits */
     bool store_ok;                          /* its commits succeed */
     uint64_t c[N_C];
+    bool admin;                             /* the broker showed everything */
+    bool has_mine;                          /* mine[] came with the sample */
+    uint64_t mine[N_M];                     /* the asking client's own jobs */
     queue_row_t *q;
     size_t nq;
     worker_row_t *w;
@@ -222,6 +232,14 @@ static int sample_take(taskq_client_t *c, int32_t timeout_ms, sample_t *s)
     s->store_ok = !ok || ok->via.boolean;
     for (int i = 0; i < N_C; i++)
         s->c[i] = get_uint(m, counter_names[i]);
+    /* A broker that does not say is one from before isolation: it shows
+     * everything, and has no "mine". */
+    const msgpack_object *admin = get(m, "admin", MSGPACK_OBJECT_BOOLEAN);
+    s->admin = !admin || admin->via.boolean;
+    const msgpack_object *mine = get(m, "mine", MSGPACK_OBJECT_MAP);
+    s->has_mine = mine != NULL;
+    for (int i = 0; mine && i < N_M; i++)
+        s->mine[i] = get_uint(mine, mine_names[i]);
 
     const msgpack_object *qs = get(m, "queues", MSGPACK_OBJECT_ARRAY);
     const msgpack_object *ws = get(m, "worker_list", MSGPACK_OBJECT_ARRAY);
@@ -287,6 +305,11 @@ void cli_check_served(const cli_ctx_t *ctx, taskq_client_t *c, const char *funct
         queue = "default";
     if (sample_take(c, ctx->connect_timeout_ms, &s) != 0)
         return;
+    if (!s.admin) {
+        /* The broker shows its workers to admins only: no telling. */
+        sample_fini(&s);
+        return;
+    }
     const msgpack_object *ws = get(&s.u.data, "worker_list", MSGPACK_OBJECT_ARRAY);
     bool served = false;
     for (uint32_t i = 0; ws && i < ws->via.array.size && !served; i++) {
@@ -440,6 +463,10 @@ static void render(text_t *t, const cli_ctx_t *ctx, const sample_t *s, const sam
         (unsigned long long)s->c[C_FAILED], (unsigned long long)s->c[C_RETRIED],
         (unsigned long long)s->c[C_CANCELLED], (unsigned long long)s->c[C_LOST],
         (unsigned long long)s->c[C_TIMEDOUT]);
+    if (s->has_mine)
+        put(t, "yours: %llu queued, %llu running, %llu finished\n",
+            (unsigned long long)s->mine[M_QUEUED], (unsigned long long)s->mine[M_RUNNING],
+            (unsigned long long)s->mine[M_RETAINED]);
     if (s->store.n)
         put(t, "store: %.*s, %.1f MiB on disk, %s%s\n\n", (int)s->store.n, s->store.p,
             (double)s->store_bytes / 1048576.0,
@@ -448,6 +475,10 @@ static void render(text_t *t, const cli_ctx_t *ctx, const sample_t *s, const sam
     else
         put(t, "\n");
 
+    if (!s->admin) {
+        put(t, "queues and workers are shown to admins only\n");
+        return;
+    }
     table_t tb;
     if (s->nq == 0) {
         put(t, "no queues yet\n");
@@ -555,6 +586,13 @@ static json_t *doc_json(const cli_ctx_t *ctx, const sample_t *s, const sample_t 
     json_object_set_new(doc, "tasks",
                         counters_json(NULL, s->c, N_C,
                                       rate(s, prev, s->c, prev ? prev->c : NULL)));
+    json_object_set_new(doc, "admin", json_boolean(s->admin));
+    json_object_set_new(doc, "yours",
+                        s->has_mine ? json_pack("{s:I, s:I, s:I}", "queued",
+                                                (json_int_t)s->mine[M_QUEUED], "running",
+                                                (json_int_t)s->mine[M_RUNNING], "finished",
+                                                (json_int_t)s->mine[M_RETAINED])
+                                    : json_null());
     for (size_t i = 0; i < s->nq; i++) {
         json_array_append_new(queues, counters_json(&s->q[i].name, s->q[i].c, N_QUEUE_C,
                                                     queue_rate(s, prev, &s->q[i])));

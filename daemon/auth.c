@@ -118,6 +118,16 @@ static int load(const tqd_auth_dirs_t *dirs, key_entry_t **ret, size_t *ret_n)
     return 0;
 }
 
+int tqd_auth_check(const tqd_auth_dirs_t *dirs)
+{
+    key_entry_t *v;
+    size_t n;
+    int rc = load(dirs, &v, &n);
+    if (rc == 0)
+        free(v);
+    return rc;
+}
+
 static char *dup_or_null(const char *s, bool *failed)
 {
     char *d = s ? strdup(s) : NULL;

@@ -40,6 +40,10 @@ typedef struct tqd_auth tqd_auth_t;
  */
 int tqd_auth_open(void *zctx, const tqd_auth_dirs_t *dirs, tqd_auth_t **ret);
 
+/* Load the allow-lists of dirs as tqd_auth_open would, and forget them:
+ * 0, or a negative errno after logging why (for --check-config). */
+int tqd_auth_check(const tqd_auth_dirs_t *dirs);
+
 /* The ZAP socket, to poll for ZMQ_POLLIN beside the broker's socket. */
 void *tqd_auth_socket(const tqd_auth_t *a);
 

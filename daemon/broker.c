@@ -120,9 +120,9 @@ static void on_finished(void *ctx, tqd_job_t *job)
 {
     tqd_broker_t *b = ctx;
     tqd_client_t *c = tqd_clients_find(&b->clients, job->client_id);
+    tqd_usage_add(&b->clients, job->owner, -1, -(int64_t)job->arg_len);
     if (c) {
         c->active--;
-        c->bytes -= job->arg_len;
         if (c->peer.rid_len)
             tqd_outbox_owe(b, c, job->id, false);
         else if (c->active == 0)
@@ -261,12 +261,10 @@ static void commit(tqd_broker_t *b)
     b->storage_errors++;
     for (size_t i = 0; i < b->n_accepted; i++) {
         const tqd_accept_t *a = &b->accepted[i];
-        uint64_t bytes = 0;
-        uint32_t dropped = a->repeat ? 0 : tqd_submit_unwind(b, a->first_job, a->count, &bytes);
+        uint32_t dropped = a->repeat ? 0 : tqd_submit_unwind(b, a->first_job, a->count);
         tqd_client_t *c = tqd_clients_find(&b->clients, a->client_id);
         if (c) {
             c->active -= dropped;
-            c->bytes -= bytes;
             tqd_outbox_refuse_peer(b, &c->peer, TASKQ_PERR_STORAGE, a->req_id,
                                    "the broker cannot store tasks right now");
         }
@@ -353,6 +351,8 @@ int tqd_broker_run(tqd_broker_t *b)
         b->now = tqd_os_now_ms();
         if (tqd_os_reload_requested()) {
             tqd_os_notify("RELOADING=1");
+            if (b->cfg.reload)
+                b->cfg.reload(b->cfg.reload_arg);
             if (b->auth && tqd_auth_reload(b->auth) == 0)
                 tqd_auth_recheck(b);
             tqd_os_notify("READY=1");
@@ -529,8 +529,11 @@ int tqd_broker_recover(tqd_broker_t *b)
             return rc;
         }
         c->active++;
-        c->bytes += job->arg_len;
         c->owner = job->owner; /* only the same identity takes the record back */
+        if ((rc = tqd_usage_add(&b->clients, job->owner, 1, job->arg_len)) < 0) {
+            TQ_LOG(LOG_ERR, "out of memory loading the %s store", b->store->ops->name);
+            return rc;
+        }
     }
     rc = b->store->ops->commit(b->store);
     if (rc < 0) {

@@ -21,6 +21,7 @@
 #include "workers.h"
 
 #define TQD_MAX_BINDS 16    /* --bind options */
+#define TQD_MAX_WORKER_USERS 16 /* --worker-user options */
 #define TQD_MAX_PEERS 10000 /* client and worker records at once */
 #define TQD_DEFAULT_DB "./taskq-data/taskq.db" /* --db when not given */
 
@@ -49,6 +50,11 @@ typedef struct tqd_config {
     uint32_t max_connections;         /* connections open at once */
     uint32_t max_malformed;           /* malformed messages before a connection is dropped */
     int64_t ipc_gid;                  /* group id of ipc_group, resolved by the caller */
+    const char *worker_users[TQD_MAX_WORKER_USERS]; /* local users trusted as workers */
+    size_t n_worker_users;            /* entries of worker_users */
+    uint32_t worker_uids[TQD_MAX_WORKER_USERS]; /* their uids, resolved by the caller */
+    void (*reload)(void *arg);        /* on SIGHUP, before the allow-lists; or NULL */
+    void *reload_arg;                 /* its argument */
 } tqd_config_t;
 
 /* An ACCEPTED reply owed once the turn's commit succeeds. */

@@ -12,6 +12,7 @@ void tqd_clients_init(tqd_clients_t *t)
 {
     memset(t, 0, sizeof *t);
     tqd_htab_init(&t->by_id);
+    tqd_htab_init(&t->usage);
 }
 
 void tqd_clients_fini(tqd_clients_t *t)
@@ -21,8 +22,46 @@ void tqd_clients_fini(tqd_clients_t *t)
         free(t->v[i]);
     }
     free(t->v);
+    size_t pos = 0;
+    tqd_usage_t *u;
+    while ((u = tqd_htab_next(&t->usage, &pos)))
+        free(u);
     tqd_htab_fini(&t->by_id);
+    tqd_htab_fini(&t->usage);
     tqd_clients_init(t);
+}
+
+static bool usage_of(const void *item, const void *key)
+{
+    return ((const tqd_usage_t *)item)->owner == *(const uint64_t *)key;
+}
+
+const tqd_usage_t *tqd_usage_find(const tqd_clients_t *t, uint64_t owner)
+{
+    return tqd_htab_find(&t->usage, tqd_hash_u64(owner), usage_of, &owner);
+}
+
+int tqd_usage_add(tqd_clients_t *t, uint64_t owner, int64_t tasks, int64_t bytes)
+{
+    tqd_usage_t *u = tqd_htab_find(&t->usage, tqd_hash_u64(owner), usage_of, &owner);
+    if (!u) {
+        if (tasks <= 0)
+            return 0;
+        if (!(u = calloc(1, sizeof *u)))
+            return -ENOMEM;
+        u->owner = owner;
+        if (tqd_htab_insert(&t->usage, tqd_hash_u64(owner), u) < 0) {
+            free(u);
+            return -ENOMEM;
+        }
+    }
+    u->tasks += (uint64_t)tasks;
+    u->bytes += (uint64_t)bytes;
+    if (u->tasks == 0) {
+        tqd_htab_remove(&t->usage, tqd_hash_u64(owner), u);
+        free(u);
+    }
+    return 0;
 }
 
 static bool client_has_id(const void *item, const void *key)

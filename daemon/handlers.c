@@ -28,15 +28,14 @@ static size_t peer_count(const tqd_broker_t *b)
     return b->clients.len + b->workers.len;
 }
 
-uint32_t tqd_submit_unwind(tqd_broker_t *b, uint64_t first, uint32_t count, uint64_t *bytes)
+uint32_t tqd_submit_unwind(tqd_broker_t *b, uint64_t first, uint32_t count)
 {
     uint32_t dropped = 0;
-    *bytes = 0;
     for (uint32_t i = count; i-- > 0;) {
         tqd_job_t *job = tqd_queue_find(&b->queue, first + i);
         /* Dispatched this turn counts too: its TASKS has not gone out. */
         if (job && job->state != TQD_JOB_FINISHED) {
-            *bytes += job->arg_len;
+            tqd_usage_add(&b->clients, job->owner, -1, -(int64_t)job->arg_len);
             tqd_queue_drop(&b->queue, job);
             dropped++;
         }
@@ -73,10 +72,10 @@ typedef struct ident {
 
 /*
  * With CURVE, the key the ZAP handler admitted decides.  Without, a local
- * connection (loopback TCP, IPC) is its Unix user, may be a client or a
- * worker, and may submit exec tasks; root and the broker's own user are
- * admins.  Anything else (plain TCP from another host, --insecure) is its
- * session alone.
+ * connection (loopback TCP, IPC) is its Unix user: a client that may
+ * submit exec tasks; root and the broker's own user are also admins, and
+ * they and the --worker-user users may be workers.  Anything else (plain TCP from another host, allowed by
+ * --insecure) is its session alone, client or worker.
  */
 static void identify(const tqd_broker_t *b, const void *msg, const taskq_hello_t *h, ident_t *id)
 {
@@ -89,14 +88,20 @@ static void identify(const tqd_broker_t *b, const void *msg, const taskq_hello_t
         }
         return;
     }
-    id->roles = TQD_ROLE_CLIENT | TQD_ROLE_WORKER;
     uint32_t uid;
-    if (h->role == TASKQ_ROLE_CLIENT && tqd_os_peer_uid(tqd_conns_fd(msg), &uid) == 0) {
+    if (tqd_os_peer_uid(tqd_conns_fd(msg), &uid) == 0) {
+        /* A worker is handed every user's tasks: locally, only root, the
+         * broker's own user and the --worker-user ones may be one without
+         * a key. */
+        bool admin = uid == 0 || uid == (uint32_t)geteuid(), worker = admin;
+        for (size_t i = 0; i < b->cfg.n_worker_users && !worker; i++)
+            worker = uid == b->cfg.worker_uids[i];
         id->owner = tqd_owner_of(b->store->id, TQD_IDENT_UID, &uid, sizeof uid);
-        id->roles |= TQD_ROLE_EXEC;
-        if (uid == 0 || uid == (uint32_t)geteuid())
-            id->roles |= TQD_ROLE_ADMIN;
+        id->roles = TQD_ROLE_CLIENT | TQD_ROLE_EXEC | (admin ? TQD_ROLE_ADMIN : 0) |
+                    (worker ? TQD_ROLE_WORKER : 0);
     } else {
+        /* From another host over plain TCP: --insecure said to trust it. */
+        id->roles = TQD_ROLE_CLIENT | TQD_ROLE_WORKER;
         id->owner = tqd_owner_of(b->store->id, TQD_IDENT_SESSION, &h->client_id,
                                  sizeof h->client_id);
     }
@@ -119,8 +124,10 @@ static void on_hello(tqd_broker_t *b, tqd_peer_t *old, const uint8_t *rid, size_
     unsigned need = h->role == TASKQ_ROLE_CLIENT ? TQD_ROLE_CLIENT : TQD_ROLE_WORKER;
     if (!(id.roles & need)) {
         deny(b, rid, rid_len, NULL, 0,
-             need == TQD_ROLE_CLIENT ? "this key is not allowed to connect as a client"
-                                     : "this key is not allowed to connect as a worker");
+             b->auth ? (need == TQD_ROLE_CLIENT ? "this key is not allowed to connect as a client"
+                                                : "this key is not allowed to connect as a worker")
+                     : "without CURVE keys, only root, the broker's own user and its "
+                       "--worker-user users may serve as workers on this host");
         return;
     }
     if (tqd_htab_reserve(&b->peers, 1) < 0) {
@@ -235,7 +242,9 @@ static void on_submit(tqd_broker_t *b, tqd_client_t *c, uint64_t req_id, taskq_i
         b->accepted[b->n_accepted++] = (tqd_accept_t){c->id, req_id, seen->id, n, true};
         return;
     }
-    if ((uint64_t)c->active + n > b->cfg.client_max_queued) {
+    const tqd_usage_t *u = tqd_usage_find(&b->clients, c->owner);
+    uint64_t had_tasks = u ? u->tasks : 0, had_bytes = u ? u->bytes : 0;
+    if (had_tasks + n > b->cfg.client_max_queued) {
         char text[128];
         snprintf(text, sizeof text, "this client may have at most %" PRIu32 " unfinished tasks",
                  b->cfg.client_max_queued);
@@ -260,21 +269,25 @@ static void on_submit(tqd_broker_t *b, tqd_client_t *c, uint64_t req_id, taskq_i
             rc = -EPERM;
             break;
         }
-        bytes += item.arg.len;
-        if (c->bytes + bytes > b->cfg.client_max_bytes) {
+        if (had_bytes + bytes + item.arg.len > b->cfg.client_max_bytes) {
             rc = -EDQUOT;
             break;
         }
         if ((rc = tqd_queue_add(q, c->id, &item, &job)) != 0)
             break;
         job->owner = c->owner;
+        bytes += item.arg.len;
         added++;
     }
     if (added == n)
         rc = tqd_queue_mark_submit(q, tqd_queue_find(q, first), req_id, n);
+    /* Counted as a whole (one lookup), before an unwind takes back job by
+     * job what it drops.  (If counting fails, the owner has no entry, and
+     * taking back is a no-op.) */
+    if (added > 0 && tqd_usage_add(&b->clients, c->owner, added, (int64_t)bytes) < 0 && rc == 0)
+        rc = -ENOMEM;
     if (added < n || rc < 0) {
-        uint64_t ignored;
-        tqd_submit_unwind(b, first, added, &ignored);
+        tqd_submit_unwind(b, first, added);
         if (rc == -EPERM) {
             b->denied++;
             tqd_outbox_refuse_peer(b, &c->peer, TASKQ_PERR_DENIED, req_id,
@@ -297,7 +310,6 @@ static void on_submit(tqd_broker_t *b, tqd_client_t *c, uint64_t req_id, taskq_i
     for (uint32_t i = 0; i < n; i++)
         tqd_store_submitted(b->store, tqd_queue_find(q, first + i));
     c->active += n;
-    c->bytes += bytes;
     b->accepted[b->n_accepted++] = (tqd_accept_t){c->id, req_id, first, n, false};
 }
 
@@ -484,7 +496,7 @@ static void on_retry(tqd_broker_t *b, tqd_client_t *c, uint64_t req_id, uint64_t
         return;
     }
     c->active++;
-    c->bytes += job->arg_len;
+    tqd_usage_add(&b->clients, job->owner, 1, job->arg_len);
     TQ_LOG(LOG_INFO, "job %" PRIu64 " queued again by " TQD_PEER_FMT, id, TQD_PEER_ARGS(&c->peer));
     b->accepted[b->n_accepted++] = (tqd_accept_t){c->id, req_id, id, 1, true};
 }

@@ -24,11 +24,11 @@ void tqd_handle_frame(tqd_broker_t *b, const uint8_t *rid, size_t rid_len, const
 
 /*
  * Undo a SUBMIT: drop the still-queued jobs first .. first+count-1
- * (newest first, so their ids are handed out again).  Returns how many
- * were dropped and their argument bytes in *bytes; the caller adjusts the
- * client's active and bytes counts.
+ * (newest first, so their ids are handed out again) and take them out of
+ * their owner's usage.  Returns how many were dropped; the caller adjusts
+ * the client's active count.
  */
-uint32_t tqd_submit_unwind(tqd_broker_t *b, uint64_t first, uint32_t count, uint64_t *bytes);
+uint32_t tqd_submit_unwind(tqd_broker_t *b, uint64_t first, uint32_t count);
 
 /*
  * The allow-lists were read again: a peer whose key lost the role it

@@ -1,12 +1,14 @@
 /*
- * main.c - taskqd's command line and startup: one option table drives
- * parsing, validation and --help; then bind, load, report ready, serve
- * until SIGTERM/SIGINT.  Exit codes come from <sysexits.h>.
+ * main.c - taskqd's options and startup: one option table drives the
+ * command line, the config file, validation and --help (common/options.c);
+ * then bind, load, report ready, serve until SIGTERM/SIGINT.  Exit codes
+ * come from <sysexits.h>.
  */
 #include <errno.h>
 #include <arpa/inet.h>
-#include <getopt.h>
+#include <dirent.h>
 #include <grp.h>
+#include <pwd.h>
 #include <inttypes.h>
 #include <malloc.h>
 #include <stddef.h>
@@ -19,177 +21,117 @@
 #include <zmq.h>
 
 #include "broker.h"
+#include "keys.h"
 #include "log.h"
+#include "options.h"
 #include "os.h"
 #include "taskq.h"
 
-typedef enum opt_kind {
-    OPT_BIND,    /* an endpoint; repeatable */
-    OPT_PATH,    /* a file name */
-    OPT_UINT,    /* an unsigned integer within [min, max] */
-    OPT_LEVEL,   /* a log level name */
-    OPT_FLAG,    /* a flag: sets a bool */
-    OPT_SYNC,    /* a synchronous level name: full or normal */
-    OPT_MODE,    /* an octal file mode, 0 to 0777 */
-    OPT_HELP,    /* print help, exit 0 */
-    OPT_VERSION, /* print the version, exit 0 */
-} opt_kind_t;
+/* What the option table fills: the broker's settings and main's own. */
+typedef struct taskqd_opts {
+    tqd_config_t cfg;      /* the broker's settings */
+    const char *log_level; /* --log-level as given (it sets tq_log_level) */
+} taskqd_opts_t;
 
-typedef struct opt_def {
-    const char *name; /* long name, without "--" */
-    int short_name;   /* single-letter alias, or 0 */
-    opt_kind_t kind;  /* how the value is read */
-    const char *arg;  /* the value's name in --help; NULL: a flag */
-    uint32_t min;     /* OPT_UINT: smallest value */
-    uint32_t max;     /* OPT_UINT: largest value */
-    const char *def;  /* default, as it would be written; NULL: none */
-    size_t field;     /* OPT_UINT, OPT_PATH, OPT_FLAG, OPT_SYNC, OPT_MODE: offset in tqd_config_t */
-    const char *help; /* one line for --help */
-} opt_def_t;
+/* The one TQ_OPT_CUSTOM option: --sync. */
+static const char *parse_sync(const tq_opt_t *o, const char *value, void *field)
+{
+    if (strcmp(value, "full") != 0 && strcmp(value, "normal") != 0)
+        return "full or normal";
+    *(tqd_sync_t *)field = value[0] == 'f' ? TQD_SYNC_FULL : TQD_SYNC_NORMAL;
+    return NULL;
+}
 
-#define CFG(f) offsetof(tqd_config_t, f)
+#define CFG(f) offsetof(taskqd_opts_t, cfg.f)
 
-static const opt_def_t opts[] = {
-    {"bind", 'b', OPT_BIND, "ENDPOINT", 0, 0, TASKQ_DEFAULT_ENDPOINT, 0,
-     "endpoint serving clients and workers; repeatable; port * picks a free one"},
-    {"ready-file", 0, OPT_PATH, "PATH", 0, 0, NULL, CFG(ready_file),
+static const tq_opt_t opts[] = {
+    {"bind", 'b', TQ_OPT_LIST, "ENDPOINT", TQD_MAX_BINDS, 0, TASKQ_DEFAULT_ENDPOINT, CFG(binds),
+     CFG(n_binds), "endpoint serving clients and workers; repeatable; port * picks a free one"},
+    {"ready-file", 0, TQ_OPT_STR, "PATH", 0, 0, NULL, CFG(ready_file), 0,
      "once serving, write the bound endpoints there, one per line, atomically"},
-    {"db", 0, OPT_PATH, "PATH", 0, 0, TQD_DEFAULT_DB, CFG(db_path),
+    {"db", 0, TQ_OPT_STR, "PATH", 0, 0, TQD_DEFAULT_DB, CFG(db_path), 0,
      "SQLite database holding the tasks (its directory is created if missing)"},
-    {"memory", 0, OPT_FLAG, NULL, 0, 0, NULL, CFG(memory),
+    {"memory", 0, TQ_OPT_FLAG, NULL, 0, 0, NULL, CFG(memory), 0,
      "keep tasks in memory only: a restart forgets them"},
-    {"sync", 0, OPT_SYNC, "LEVEL", 0, 0, "full", CFG(sync),
+    {"sync", 0, TQ_OPT_CUSTOM, "LEVEL", 0, 0, "full", CFG(sync), 0,
      "full: a commit survives power loss; normal: survives a crash of taskqd"},
-    {"heartbeat-ms", 0, OPT_UINT, "MS", 10, 600000, "1000", CFG(heartbeat_ms),
+    {"heartbeat-ms", 0, TQ_OPT_UINT, "MS", 10, 600000, "1000", CFG(heartbeat_ms), 0,
      "heartbeat interval in milliseconds"},
-    {"liveness", 0, OPT_UINT, "N", 2, 100, "3", CFG(liveness),
+    {"liveness", 0, TQ_OPT_UINT, "N", 2, 100, "3", CFG(liveness), 0,
      "heartbeats a worker may miss before it counts as dead"},
-    {"max-queued", 0, OPT_UINT, "N", 1, 1000000000, "1000000", CFG(max_queued),
+    {"max-queued", 0, TQ_OPT_UINT, "N", 1, 1000000000, "1000000", CFG(max_queued), 0,
      "most tasks queued at once; a SUBMIT beyond is refused QUEUE_FULL"},
-    {"max-retained", 0, OPT_UINT, "N", 1, 1000000000, "1000000", CFG(max_retained),
+    {"max-retained", 0, TQ_OPT_UINT, "N", 1, 1000000000, "1000000", CFG(max_retained), 0,
      "most unacknowledged outcomes kept; beyond, the oldest are forgotten"},
-    {"max-frame", 0, OPT_UINT, "BYTES", 4096, 1073741824, "67108864", CFG(max_frame),
+    {"max-frame", 0, TQ_OPT_UINT, "BYTES", 4096, 1073741824, "67108864", CFG(max_frame), 0,
      "largest message accepted"},
-    {"result-ttl", 0, OPT_UINT, "SECONDS", 1, 31536000, "86400", CFG(result_ttl_s),
+    {"result-ttl", 0, TQ_OPT_UINT, "SECONDS", 1, 31536000, "86400", CFG(result_ttl_s), 0,
      "how long an unacknowledged outcome is kept"},
-    {"curve-secret", 0, OPT_PATH, "FILE", 0, 0, NULL, CFG(curve_secret),
+    {"curve-secret", 0, TQ_OPT_STR, "FILE", 0, 0, NULL, CFG(curve_secret), 0,
      "the broker's CURVE secret key (taskq keygen): encrypt and authenticate every peer"},
-    {"allow-clients", 0, OPT_PATH, "DIR", 0, 0, NULL, CFG(allow.clients),
+    {"allow-clients", 0, TQ_OPT_STR, "DIR", 0, 0, NULL, CFG(allow.clients), 0,
      "with CURVE: public keys (*.pub) of the clients allowed in"},
-    {"allow-workers", 0, OPT_PATH, "DIR", 0, 0, NULL, CFG(allow.workers),
+    {"allow-workers", 0, TQ_OPT_STR, "DIR", 0, 0, NULL, CFG(allow.workers), 0,
      "with CURVE: public keys of the workers allowed in"},
-    {"admin-keys", 0, OPT_PATH, "DIR", 0, 0, NULL, CFG(allow.admins),
+    {"admin-keys", 0, TQ_OPT_STR, "DIR", 0, 0, NULL, CFG(allow.admins), 0,
      "with CURVE: public keys of clients that see and act on every task"},
-    {"allow-exec", 0, OPT_PATH, "DIR", 0, 0, NULL, CFG(allow.exec),
+    {"allow-exec", 0, TQ_OPT_STR, "DIR", 0, 0, NULL, CFG(allow.exec), 0,
      "with CURVE: public keys of clients that may submit exec tasks"},
-    {"insecure", 0, OPT_FLAG, NULL, 0, 0, NULL, CFG(insecure),
+    {"insecure", 0, TQ_OPT_FLAG, NULL, 0, 0, NULL, CFG(insecure), 0,
      "allow plain TCP on addresses beyond loopback (no CURVE: anyone who can connect gets in)"},
-    {"ipc-mode", 0, OPT_MODE, "MODE", 0, 0, "0660", CFG(ipc_mode),
+    {"ipc-mode", 0, TQ_OPT_MODE, "MODE", 0, 0777, "0660", CFG(ipc_mode), 0,
      "file mode of ipc:// sockets (who on this host may connect)"},
-    {"ipc-group", 0, OPT_PATH, "GROUP", 0, 0, NULL, CFG(ipc_group),
+    {"ipc-group", 0, TQ_OPT_STR, "GROUP", 0, 0, NULL, CFG(ipc_group), 0,
      "group of ipc:// sockets"},
-    {"client-max-queued", 0, OPT_UINT, "N", 1, 1000000000, "1000000", CFG(client_max_queued),
+    {"worker-user", 0, TQ_OPT_LIST, "USER", TQD_MAX_WORKER_USERS, 0, NULL, CFG(worker_users),
+     CFG(n_worker_users),
+     "without CURVE: a local user that may serve as a worker besides root and taskqd's own; "
+     "repeatable"},
+    {"client-max-queued", 0, TQ_OPT_UINT, "N", 1, 1000000000, "1000000",
+     CFG(client_max_queued), 0,
      "most unfinished tasks of one client; a SUBMIT beyond is refused LIMIT"},
-    {"client-max-bytes", 0, OPT_UINT, "BYTES", 1, 4294967295u, "1073741824",
-     CFG(client_max_bytes), "most argument bytes of one client's unfinished tasks"},
-    {"handshake-ms", 0, OPT_UINT, "MS", 100, 600000, "10000", CFG(handshake_ms),
+    {"client-max-bytes", 0, TQ_OPT_UINT, "BYTES", 1, 4294967295u, "1073741824",
+     CFG(client_max_bytes), 0, "most argument bytes of one client's unfinished tasks"},
+    {"handshake-ms", 0, TQ_OPT_UINT, "MS", 100, 600000, "10000", CFG(handshake_ms), 0,
      "a connection that says no valid HELLO within this time is dropped"},
-    {"max-connections", 0, OPT_UINT, "N", 1, 1000000, "10000", CFG(max_connections),
+    {"max-connections", 0, TQ_OPT_UINT, "N", 1, 1000000, "10000", CFG(max_connections), 0,
      "connections open at once; more are closed as they come"},
-    {"max-malformed", 0, OPT_UINT, "N", 0, 1000000, "100", CFG(max_malformed),
+    {"max-malformed", 0, TQ_OPT_UINT, "N", 0, 1000000, "100", CFG(max_malformed), 0,
      "malformed messages a connection may send before it is dropped"},
-    {"log-level", 0, OPT_LEVEL, "LEVEL", 0, 0, "notice", 0, "err, warning, notice, info or debug"},
-    {"help", 'h', OPT_HELP, NULL, 0, 0, NULL, 0, "show this help and exit"},
-    {"version", 'V', OPT_VERSION, NULL, 0, 0, NULL, 0, "show the version and exit"},
+    {"log-level", 0, TQ_OPT_LEVEL, "LEVEL", 0, 0, "notice", offsetof(taskqd_opts_t, log_level),
+     0, "err, warning, notice, info or debug; SIGHUP re-reads it from the config file"},
+    {"config", 0, TQ_OPT_CONFIG, "FILE", 0, 0, "/etc/taskq/taskqd.conf", 0, 0,
+     "read options from FILE (key = value; the default only if it exists; '': none)"},
+    {"check-config", 0, TQ_OPT_CHECK, NULL, 0, 0, NULL, 0, 0,
+     "check the file and the options (keys, directories, group) and exit"},
+    {"help", 'h', TQ_OPT_HELP, NULL, 0, 0, NULL, 0, 0, "show this help and exit"},
+    {"version", 'V', TQ_OPT_VERSION, NULL, 0, 0, NULL, 0, 0, "show the version and exit"},
 };
 
-#define N_OPTS (sizeof opts / sizeof opts[0])
-
-static void usage(FILE *f)
+static void epilog(FILE *f)
 {
-    fprintf(f, "Usage: taskqd [OPTION]...\n"
-               "Run the taskq broker: clients submit tasks, workers run them.\n\n");
-    for (size_t i = 0; i < N_OPTS; i++) {
-        const opt_def_t *o = &opts[i];
-        char left[40];
-        if (o->short_name)
-            snprintf(left, sizeof left, "-%c, --%s%s%s", o->short_name, o->name, o->arg ? " " : "",
-                     o->arg ? o->arg : "");
-        else
-            snprintf(left, sizeof left, "    --%s%s%s", o->name, o->arg ? " " : "",
-                     o->arg ? o->arg : "");
-        fprintf(f, "  %-26s %s", left, o->help);
-        if (o->kind == OPT_UINT)
-            fprintf(f, " [%" PRIu32 "..%" PRIu32 ", default %s]", o->min, o->max, o->def);
-        else if (o->def)
-            fprintf(f, " [default %s]", o->def);
-        fputc('\n', f);
-    }
     fprintf(f,
-            "\nExit status: 0 after SIGTERM or SIGINT; %d bad usage; %d cannot bind;\n"
+            "\nSIGHUP re-reads the allow-lists, and the log level from the config file (the\n"
+            "only option it re-reads).  Exit status: 0 after SIGTERM or SIGINT, or when\n"
+            "--check-config finds no fault; %d bad usage or configuration; %d cannot bind;\n"
             "%d system error; %d cannot write the ready file.\n",
             EX_USAGE, EX_UNAVAILABLE, EX_OSERR, EX_CANTCREAT);
 }
 
-/* Read value into cfg as option o says.  0, or -1 after printing why. */
-static int apply(const opt_def_t *o, const char *value, tqd_config_t *cfg)
-{
-    switch (o->kind) {
-    case OPT_BIND:
-        if (cfg->n_binds == TQD_MAX_BINDS) {
-            fprintf(stderr, "taskqd: at most %d --bind options\n", TQD_MAX_BINDS);
-            return -1;
-        }
-        cfg->binds[cfg->n_binds++] = value;
-        return 0;
-    case OPT_PATH:
-        *(const char **)((char *)cfg + o->field) = value;
-        return 0;
-    case OPT_UINT: {
-        char *end;
-        errno = 0;
-        unsigned long long v = strtoull(value, &end, 10);
-        if (value[0] < '0' || value[0] > '9' || *end || errno || v < o->min || v > o->max) {
-            fprintf(stderr,
-                    "taskqd: --%s wants a whole number from %" PRIu32 " to %" PRIu32 ", not '%s'\n",
-                    o->name, o->min, o->max, value);
-            return -1;
-        }
-        *(uint32_t *)((char *)cfg + o->field) = (uint32_t)v;
-        return 0;
-    }
-    case OPT_FLAG:
-        *(bool *)((char *)cfg + o->field) = true;
-        return 0;
-    case OPT_SYNC:
-        if (strcmp(value, "full") != 0 && strcmp(value, "normal") != 0) {
-            fprintf(stderr, "taskqd: --%s wants full or normal, not '%s'\n", o->name, value);
-            return -1;
-        }
-        *(tqd_sync_t *)((char *)cfg + o->field) = value[0] == 'f' ? TQD_SYNC_FULL : TQD_SYNC_NORMAL;
-        return 0;
-    case OPT_MODE: {
-        char *end;
-        errno = 0;
-        unsigned long v = strtoul(value, &end, 8);
-        if (value[0] < '0' || value[0] > '7' || *end || errno || v > 0777) {
-            fprintf(stderr, "taskqd: --%s wants an octal mode such as 0660, not '%s'\n", o->name,
-                    value);
-            return -1;
-        }
-        *(uint32_t *)((char *)cfg + o->field) = (uint32_t)v;
-        return 0;
-    }
-    case OPT_LEVEL:
-        if (tq_log_parse_level(value, &tq_log_level) < 0) {
-            fprintf(stderr, "taskqd: --%s wants one of %s, not '%s'\n", o->name, o->help, value);
-            return -1;
-        }
-        return 0;
-    default:
-        return 0;
-    }
-}
+#define STR_(x) #x
+#define STR(x) STR_(x)
+
+static const tq_optspec_t spec = {
+    .prog = "taskqd",
+    .opts = opts,
+    .n_opts = sizeof opts / sizeof opts[0],
+    .synopsis = "Usage: taskqd [OPTION]...\n"
+                "Run the taskq broker: clients submit tasks, workers run them.\n\n",
+    .epilog = epilog,
+    .width = 26,
+    .version = "taskqd " TASKQ_VERSION_STRING " (protocol " STR(TASKQ_PROTO_VERSION) ")",
+    .custom = parse_sync,
+};
 
 /* Is endpoint reachable from this host only: ipc://, inproc://, or TCP
  * on a loopback address? */
@@ -251,6 +193,14 @@ static int check_security(tqd_config_t *cfg)
             return EX_USAGE;
         }
     }
+    for (size_t i = 0; i < cfg->n_worker_users; i++) {
+        struct passwd *pw = getpwnam(cfg->worker_users[i]);
+        if (!pw) {
+            fprintf(stderr, "taskqd: --worker-user: no user named '%s'\n", cfg->worker_users[i]);
+            return EX_USAGE;
+        }
+        cfg->worker_uids[i] = pw->pw_uid;
+    }
     cfg->ipc_gid = -1;
     if (cfg->ipc_group) {
         struct group *g = getgrnam(cfg->ipc_group);
@@ -263,61 +213,32 @@ static int check_security(tqd_config_t *cfg)
     return -1;
 }
 
-/*
- * Fill cfg from the defaults and argv.  Returns -1 to go on, or the exit
- * code to leave with (EX_OK after --help or --version, EX_USAGE).
- */
-static int parse_args(int argc, char **argv, tqd_config_t *cfg)
+/* --check-config: the key file and the allow-lists the broker will read
+ * can be read, and hold keys.  Returns -1 to go on, or EX_USAGE after
+ * saying why. */
+static int check_readable(const tqd_config_t *cfg)
 {
-    struct option longopts[N_OPTS + 1];
-    char shortopts[2 * N_OPTS + 2] = ":";
-    size_t ns = 1;
-    memset(cfg, 0, sizeof *cfg);
-    for (size_t i = 0; i < N_OPTS; i++) {
-        const opt_def_t *o = &opts[i];
-        longopts[i] = (struct option){o->name, o->arg ? required_argument : no_argument, NULL,
-                                      o->short_name ? o->short_name : 256 + (int)i};
-        if (o->short_name) {
-            shortopts[ns++] = (char)o->short_name;
-            if (o->arg)
-                shortopts[ns++] = ':';
-        }
-        if (o->def && o->kind != OPT_BIND && apply(o, o->def, cfg) < 0)
-            return EX_SOFTWARE;
-    }
-    longopts[N_OPTS] = (struct option){0};
-    shortopts[ns] = '\0';
-
-    int c;
-    opterr = 0;
-    while ((c = getopt_long(argc, argv, shortopts, longopts, NULL)) != -1) {
-        if (c == '?' || c == ':') {
-            fprintf(stderr, "taskqd: %s '%s'; see taskqd --help\n",
-                    c == '?' ? "unknown option" : "missing value for", argv[optind - 1]);
-            return EX_USAGE;
-        }
-        const opt_def_t *o = NULL;
-        for (size_t i = 0; i < N_OPTS && !o; i++)
-            if (c == (opts[i].short_name ? opts[i].short_name : 256 + (int)i))
-                o = &opts[i];
-        if (o->kind == OPT_HELP) {
-            usage(stdout);
-            return EX_OK;
-        }
-        if (o->kind == OPT_VERSION) {
-            printf("taskqd %s (protocol %d)\n", TASKQ_VERSION_STRING, TASKQ_PROTO_VERSION);
-            return EX_OK;
-        }
-        if (apply(o, optarg, cfg) < 0)
-            return EX_USAGE;
-    }
-    if (optind < argc) {
-        fprintf(stderr, "taskqd: unexpected argument '%s'; see taskqd --help\n", argv[optind]);
+    char key[TQ_KEY_Z85_SIZE], err[512];
+    if (cfg->curve_secret && tq_key_read(cfg->curve_secret, key, err, sizeof err) != 0) {
+        fprintf(stderr, "taskqd: --curve-secret: %s\n", err);
         return EX_USAGE;
     }
-    if (cfg->n_binds == 0)
-        cfg->binds[cfg->n_binds++] = TASKQ_DEFAULT_ENDPOINT;
-    return check_security(cfg);
+    const tqd_auth_dirs_t *a = &cfg->allow;
+    const char *const dirs[] = {a->clients, a->workers, a->admins, a->exec};
+    const char *const names[] = {"allow-clients", "allow-workers", "admin-keys", "allow-exec"};
+    for (size_t i = 0; i < sizeof dirs / sizeof dirs[0]; i++) {
+        DIR *d = dirs[i] ? opendir(dirs[i]) : NULL;
+        if (dirs[i] && !d) {
+            fprintf(stderr, "taskqd: --%s: cannot read %s: %s\n", names[i], dirs[i],
+                    strerror(errno));
+            return EX_USAGE;
+        }
+        if (d)
+            closedir(d);
+    }
+    /* Every key file in them, as the broker will load them (it says why
+     * one is not a key). */
+    return tqd_auth_check(a) < 0 ? EX_USAGE : -1;
 }
 
 static int bind_exit_code(int err)
@@ -336,16 +257,19 @@ static int bind_exit_code(int err)
     }
 }
 
-int main(int argc, char **argv)
+/* SIGHUP, from the broker's loop: the log level from the config file (the
+ * allow-lists are the broker's). */
+static void reload(void *arg)
 {
-    /* Payloads come and go in bursts: keep freed memory for the next ones
-     * instead of returning it to the kernel and faulting it in again. */
-    mallopt(M_MMAP_THRESHOLD, 4 << 20);
-    mallopt(M_TRIM_THRESHOLD, 64 << 20);
-    tqd_config_t cfg;
-    int code = parse_args(argc, argv, &cfg);
-    if (code >= 0)
-        return code;
+    tq_opts_t *st = arg;
+    if (st->config && tq_opts_reload(&spec, st, sizeof(taskqd_opts_t)) == 0)
+        TQ_LOG(LOG_NOTICE, "log level re-read from %s", st->config);
+}
+
+/* Bind, load, report ready and serve until SIGTERM or SIGINT.  Returns the
+ * exit code. */
+static int serve(const tqd_config_t *cfg)
+{
     int rc = tqd_os_signals();
     if (rc < 0) {
         TQ_LOG(LOG_ERR, "cannot install signal handlers: %s", strerror(-rc));
@@ -358,16 +282,16 @@ int main(int argc, char **argv)
         setrlimit(RLIMIT_NOFILE, &rl);
     }
     tqd_broker_t *b;
-    if (tqd_broker_new(&cfg, &b) < 0)
+    if (tqd_broker_new(cfg, &b) < 0)
         return EX_OSERR;
 
     char ready[TQD_MAX_BINDS * 260] = "";
     size_t len = 0;
-    for (size_t i = 0; i < cfg.n_binds; i++) {
+    for (size_t i = 0; i < cfg->n_binds; i++) {
         char ep[256];
-        rc = tqd_broker_bind(b, cfg.binds[i], ep, sizeof ep);
+        rc = tqd_broker_bind(b, cfg->binds[i], ep, sizeof ep);
         if (rc < 0) {
-            TQ_LOG(LOG_ERR, "cannot bind %s: %s", cfg.binds[i], zmq_strerror(-rc));
+            TQ_LOG(LOG_ERR, "cannot bind %s: %s", cfg->binds[i], zmq_strerror(-rc));
             tqd_broker_destroy(&b);
             return bind_exit_code(-rc);
         }
@@ -378,8 +302,8 @@ int main(int argc, char **argv)
         tqd_broker_destroy(&b);
         return EX_IOERR;
     }
-    if (cfg.ready_file && (rc = tqd_os_write_atomic(cfg.ready_file, ready, len)) < 0) {
-        TQ_LOG(LOG_ERR, "cannot write the ready file %s: %s", cfg.ready_file, strerror(-rc));
+    if (cfg->ready_file && (rc = tqd_os_write_atomic(cfg->ready_file, ready, len)) < 0) {
+        TQ_LOG(LOG_ERR, "cannot write the ready file %s: %s", cfg->ready_file, strerror(-rc));
         tqd_broker_destroy(&b);
         return EX_CANTCREAT;
     }
@@ -388,8 +312,32 @@ int main(int argc, char **argv)
             b->store->ops->name, b->store->id);
 
     rc = tqd_broker_run(b);
-    if (cfg.ready_file)
-        unlink(cfg.ready_file);
+    if (cfg->ready_file)
+        unlink(cfg->ready_file);
     tqd_broker_destroy(&b);
     return rc < 0 ? EX_OSERR : EX_OK;
+}
+
+int main(int argc, char **argv)
+{
+    /* Payloads come and go in bursts: keep freed memory for the next ones
+     * instead of returning it to the kernel and faulting it in again. */
+    mallopt(M_MMAP_THRESHOLD, 4 << 20);
+    mallopt(M_TRIM_THRESHOLD, 64 << 20);
+    taskqd_opts_t o = {0};
+    tq_opts_t st;
+    int code = tq_opts_parse(&spec, &st, argc, argv, &o);
+    if (code < 0)
+        code = check_security(&o.cfg);
+    if (code < 0 && st.check && (code = check_readable(&o.cfg)) < 0) {
+        puts("taskqd: configuration ok");
+        code = EX_OK;
+    }
+    if (code < 0) {
+        o.cfg.reload = reload;
+        o.cfg.reload_arg = &st;
+        code = serve(&o.cfg);
+    }
+    tq_opts_fini(&st);
+    return code;
 }

@@ -70,7 +70,7 @@ extern "C" {
     X(EPROTO, -22, "protocol error")                                                  \
     X(EQUEUEFULL, -23, "the broker's queue is full")                                  \
     X(ETOOBIG, -24, "message or argument larger than the broker accepts")             \
-    X(EDENIED, -25, "the broker refused the request")                                 \
+    X(EDENIED, -25, "not allowed: the broker refused this key, role or request")     \
     X(ESTORAGE, -26, "the broker cannot store tasks right now")                       \
     X(EPENDING, -27, "the task has no outcome yet")                                   \
     X(ESTOPPED, -28, "stopped")                                                       \

@@ -2166,9 +2166,73 @@ START_TEST(test_exec_local)
 }
 END_TEST
 
+/* ---- 8. Local workers without CURVE ------------------------------------ */
+
+static int noop_handler(taskq_task_t *t, void *userdata)
+{
+    (void)t;
+    (void)userdata;
+    return 0;
+}
+
+/* A process of uid nobody that serves as a worker of endpoint; it exits 0
+ * if the broker refused it DENIED, 1 for another end of its run. */
+static pid_t nobody_worker(const char *endpoint)
+{
+    pid_t pid = th_fork();
+    ck_assert_int_ge(pid, 0);
+    if (pid == 0) {
+        if (setgroups(0, NULL) != 0 || setgid(NOBODY) != 0 || setuid(NOBODY) != 0)
+            _exit(2);
+        taskq_worker_t *w;
+        if (taskq_worker_new(endpoint, NULL, &w) != 0 ||
+            taskq_worker_register(w, "noop", noop_handler, NULL) != 0)
+            _exit(3);
+        int rc = taskq_worker_run(w);
+        fprintf(stderr, "worker as nobody: %s\n", taskq_strerror(rc));
+        _exit(rc == TASKQ_EDENIED ? 0 : 1);
+    }
+    return pid;
+}
+
+/* A worker is handed every user's tasks: without keys, another local user
+ * may be one only when --worker-user names it. */
+START_TEST(test_local_workers)
+{
+    if (geteuid() != 0) {
+        printf("check_security: local_workers: SKIPPED: needs root to run as another user\n");
+        return;
+    }
+    /* Each worker is forked before this process has a ZeroMQ context (and
+     * its threads), so that the child's allocator is in a sane state. */
+    ck_assert_int_eq(th_broker_start(&broker, NULL, NULL), 0);
+    pid_t w = nobody_worker(broker.endpoint);
+    taskq_client_t *c = kclient(broker.endpoint, NULL, 5000, false);
+    int st = th_wait_exit(w, 10000);
+    ck_assert_msg(st != -1 && WIFEXITED(st) && WEXITSTATUS(st) == 0,
+                  "a worker of uid nobody was not refused: status %d", st);
+    ck_assert_uint_eq(stat_of(c, "workers"), 0);
+    ck_assert_uint_ge(stat_of(c, "denied"), 1);
+    taskq_client_destroy(&c);
+    th_broker_stop(&broker, SIGTERM);
+
+    static const char *const trusted[] = {"--worker-user", "nobody", NULL};
+    ck_assert_int_eq(th_broker_start(&broker, NULL, trusted), 0);
+    w = nobody_worker(broker.endpoint);
+    c = kclient(broker.endpoint, NULL, 5000, false);
+    bool ok = false;
+    WAIT_FOR(ok, stat_of(c, "workers") == 1, 10000);
+    ck_assert_msg(ok, "the worker of uid nobody named by --worker-user did not join");
+    ck_assert_int_eq(kill(w, SIGKILL), 0);
+    th_wait_exit(w, 5000);
+    taskq_client_destroy(&c);
+}
+END_TEST
+
 int main(void)
 {
     const th_case_t cases[] = {
+        {"local_workers", test_local_workers, 60, setup, teardown},
         {"hostile_peer", test_hostile_peer, 90, setup, teardown},
         {"curve_roles", test_curve_roles, 60, setup, keys_teardown},
         {"curve_encrypted", test_curve_encrypted, 60, setup, keys_teardown},

@@ -258,6 +258,8 @@ int th_broker_start(th_broker_t *b, const char *bind, const char *const *argv)
     char *args[64];
     int n = 0;
     args[n++] = (char *)TASKQD_PATH;
+    args[n++] = (char *)"--config"; /* none: not the host's /etc/taskq/taskqd.conf */
+    args[n++] = (char *)"";
     args[n++] = (char *)"--bind";
     args[n++] = (char *)(bind ? bind : "tcp://127.0.0.1:*");
     args[n++] = (char *)"--ready-file";

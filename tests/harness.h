@@ -38,9 +38,11 @@ int th_broker_dir(th_broker_t *b);
  * and log in the private directory (created if needed), and wait up to
  * 10 s for the ready file.
  * Unless argv has --db or --memory, --memory is added, so that no test
- * writes a database where it did not mean to.  argv is kept in b->argv for
- * th_broker_restart(): it must stay valid as long as the broker may be
- * restarted.  Returns 0, or -1 (the reason is printed).
+ * writes a database where it did not mean to; --config '' keeps the
+ * host's /etc/taskq/taskqd.conf out (a --config in argv comes later and
+ * wins).  argv is kept in b->argv for th_broker_restart(): it must stay
+ * valid as long as the broker may be restarted.  Returns 0, or -1 (the
+ * reason is printed).
  */
 int th_broker_start(th_broker_t *b, const char *bind, const char *const *argv);
 

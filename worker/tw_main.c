@@ -1,15 +1,14 @@
 /*
- * tw_main.c - taskq-worker's command line (one option table drives
- * parsing, validation and --help), its log, and the supervisor's main
- * thread: start the pool, then turn SIGTERM and SIGINT into a graceful
- * stop, a grace period, and a second SIGINT into an immediate one.
+ * tw_main.c - taskq-worker's options (one table drives the command line,
+ * the config file, validation and --help: common/options.c), and the
+ * supervisor's main thread: start the pool, then turn SIGTERM and SIGINT
+ * into a graceful stop, a grace period, and a second SIGINT into an
+ * immediate one.
  */
 #include <errno.h>
-#include <getopt.h>
 #include <inttypes.h>
 #include <poll.h>
 #include <signal.h>
-#include <stdarg.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -22,183 +21,73 @@
 #include "executor.h"
 #include "keys.h"
 #include "log.h"
+#include "options.h"
 #include "pool.h"
 #include "taskq.h"
 
 /* ---- Options ------------------------------------------------------------- */
 
-typedef enum opt_kind {
-    OPT_STR,     /* a non-empty string of at most max bytes */
-    OPT_LIST,    /* OPT_STR, repeatable up to min times */
-    OPT_FLAG,    /* sets a bool */
-    OPT_UINT,    /* an unsigned integer within [min, max] */
-    OPT_SIZE,    /* bytes, with an optional K, M, G or T suffix (powers of 1024) */
-    OPT_LEVEL,   /* a log level name */
-    OPT_HELP,    /* print help, exit 0 */
-    OPT_VERSION, /* print the version, exit 0 */
-} opt_kind_t;
-
-typedef struct opt_def {
-    const char *name; /* long name, without "--" */
-    int short_name;   /* single-letter alias, or 0 */
-    opt_kind_t kind;  /* how the value is read */
-    const char *arg;  /* the value's name in --help; NULL: a flag */
-    uint32_t min;     /* OPT_UINT: smallest value; OPT_LIST: most values */
-    uint32_t max;     /* OPT_UINT: largest value; OPT_STR, OPT_LIST: longest */
-    const char *def;  /* default, as it would be written; NULL: none */
-    size_t field;     /* offset in tw_config_t (OPT_LIST: of the array) */
-    size_t count;     /* OPT_LIST: offset of the count */
-    const char *help; /* one line for --help; NULL: hidden */
-} opt_def_t;
-
 #define CFG(f) offsetof(tw_config_t, f)
 
-static const opt_def_t opts[] = {
-    {"broker", 'b', OPT_STR, "ENDPOINT", 0, 1024, NULL, CFG(broker), 0,
+static const tq_opt_t opts[] = {
+    {"broker", 'b', TQ_OPT_STR, "ENDPOINT", 0, 1024, NULL, CFG(broker), 0,
      "the broker [default $TASKQ_BROKER, else " TASKQ_DEFAULT_ENDPOINT "]"},
-    {"procs", 'p', OPT_UINT, "N", 1, 1024, NULL, CFG(procs), 0,
+    {"procs", 'p', TQ_OPT_UINT, "N", 1, 1024, NULL, CFG(procs), 0,
      "processes in the pool [default: the CPUs this process may use, less one]"},
-    {"queue", 'q', OPT_LIST, "NAME", TW_MAX_QUEUES, 255, NULL, CFG(queues), CFG(n_queues),
+    {"queue", 'q', TQ_OPT_LIST, "NAME", TW_MAX_QUEUES, 255, NULL, CFG(queues), CFG(n_queues),
      "serve this queue; repeatable [default: default]"},
-    {"exec", 0, OPT_FLAG, NULL, 0, 0, NULL, CFG(exec), 0,
+    {"exec", 0, TQ_OPT_FLAG, NULL, 0, 0, NULL, CFG(exec), 0,
      "run shell commands: serve the built-in function exec"},
-    {"load", 'l', OPT_LIST, "PLUGIN.so", TW_MAX_PLUGINS, 4096, NULL, CFG(plugins),
+    {"load", 'l', TQ_OPT_LIST, "PLUGIN.so", TW_MAX_PLUGINS, 4096, NULL, CFG(plugins),
      CFG(n_plugins), "load a plugin (dlopen) and serve its functions; repeatable"},
-    {"name", 'n', OPT_STR, "NAME", 0, TW_NAME_MAX, NULL, CFG(name), 0,
+    {"name", 'n', TQ_OPT_STR, "NAME", 0, TW_NAME_MAX, NULL, CFG(name), 0,
      "name shown in broker stats, with /SLOT added [default: HOST-PID]"},
-    {"max-tasks-per-proc", 0, OPT_UINT, "N", 0, 1000000000, "0", CFG(max_tasks), 0,
+    {"max-tasks-per-proc", 0, TQ_OPT_UINT, "N", 0, 1000000000, "0", CFG(max_tasks), 0,
      "replace a process after it ran N tasks; 0: never"},
-    {"mem-limit", 0, OPT_SIZE, "SIZE", 0, 0, "0", CFG(mem_limit), 0,
+    {"mem-limit", 0, TQ_OPT_SIZE, "SIZE", 0, 0, "0", CFG(mem_limit), 0,
      "address space limit of each process, e.g. 512M or 2G; 0: none"},
-    {"nice", 0, OPT_UINT, "N", 0, 19, "0", CFG(nice), 0, "lower the processes' priority by N"},
-    {"grace", 0, OPT_UINT, "S", 0, 86400, "30", CFG(grace_s), 0,
+    {"nice", 0, TQ_OPT_UINT, "N", 0, 19, "0", CFG(nice), 0, "lower the processes' priority by N"},
+    {"grace", 0, TQ_OPT_UINT, "S", 0, 86400, "30", CFG(grace_s), 0,
      "on SIGTERM, seconds the running tasks have to finish"},
-    {"log-level", 0, OPT_LEVEL, "LEVEL", 0, 0, "notice", CFG(log_level), 0,
+    {"log-level", 0, TQ_OPT_LEVEL, "LEVEL", 0, 0, "notice", CFG(log_level), 0,
      "err, warning, notice, info or debug"},
-    {"curve-server-key", 0, OPT_STR, "FILE", 0, 4096, NULL, CFG(curve_server_key), 0,
+    {"curve-server-key", 0, TQ_OPT_STR, "FILE", 0, 4096, NULL, CFG(curve_server_key), 0,
      "the broker's public key (its .pub file): use CurveZMQ; needs --curve-key"},
-    {"curve-key", 0, OPT_STR, "FILE", 0, 4096, NULL, CFG(curve_key), 0,
+    {"curve-key", 0, TQ_OPT_STR, "FILE", 0, 4096, NULL, CFG(curve_key), 0,
      "this pool's secret key (a .key file from `taskq keygen`)"},
-    {"executor", 0, OPT_FLAG, NULL, 0, 0, NULL, CFG(executor), 0, NULL},
-    {"help", 'h', OPT_HELP, NULL, 0, 0, NULL, 0, 0, "show this help and exit"},
-    {"version", 'V', OPT_VERSION, NULL, 0, 0, NULL, 0, 0, "show the version and exit"},
+    {"executor", 0, TQ_OPT_FLAG, NULL, 0, 0, NULL, CFG(executor), 0, NULL},
+    {"config", 0, TQ_OPT_CONFIG, "FILE", 0, 0, NULL, 0, 0,
+     "read options from FILE (key = value; keys are the long options)"},
+    {"check-config", 0, TQ_OPT_CHECK, NULL, 0, 0, NULL, 0, 0,
+     "check the file and the options (key files, plugins) and exit"},
+    {"help", 'h', TQ_OPT_HELP, NULL, 0, 0, NULL, 0, 0, "show this help and exit"},
+    {"version", 'V', TQ_OPT_VERSION, NULL, 0, 0, NULL, 0, 0, "show the version and exit"},
 };
 
-#define N_OPTS (sizeof opts / sizeof opts[0])
-
-static void usage(FILE *f)
+static void epilog(FILE *f)
 {
-    fprintf(f, "Usage: taskq-worker [OPTION]... (--load PLUGIN.so | --exec)...\n"
-               "Run a pool of processes that take tasks from a taskq broker.\n\n");
-    for (size_t i = 0; i < N_OPTS; i++) {
-        const opt_def_t *o = &opts[i];
-        if (!o->help)
-            continue;
-        char left[48];
-        snprintf(left, sizeof left, "%s%c%s--%s%s%s", o->short_name ? "-" : " ",
-                 o->short_name ? o->short_name : ' ', o->short_name ? ", " : "  ", o->name,
-                 o->arg ? " " : "", o->arg ? o->arg : "");
-        fprintf(f, "  %-30s %s", left, o->help);
-        if (o->kind == OPT_UINT && o->def)
-            fprintf(f, " [%" PRIu32 "..%" PRIu32 ", default %s]", o->min, o->max, o->def);
-        else if (o->def)
-            fprintf(f, " [default %s]", o->def);
-        fputc('\n', f);
-    }
     fprintf(f,
             "\nEach process runs one task at a time.  A process that crashes costs only its\n"
             "task, which is retried (or fails naming the signal, the process and the host);\n"
             "a task over its run limit has its process killed; either way a new process\n"
             "takes its place.  SIGTERM or SIGINT: take no new tasks, let the running ones\n"
             "finish within --grace, exit 0.  A second SIGINT: kill them and exit %d.\n"
-            "Exit status: %d bad usage (also: a key file that cannot be read); %d a plugin\n"
-            "does not load; %d a plugin's init failed; %d the broker refused the pool;\n"
-            "%d the broker refused the pool's key; %d system error.\n",
+            "Exit status: %d bad usage or configuration (also: a key file that cannot be\n"
+            "read); %d a plugin does not load; %d a plugin's init failed; %d the broker\n"
+            "refused the pool; %d the broker refused the pool's key; %d system error.\n",
             128 + SIGINT, EX_USAGE, EX_CONFIG, EX_SOFTWARE, EX_UNAVAILABLE, EX_NOPERM, EX_OSERR);
 }
 
-/* Parse SIZE ("512M", "2G", "1048576") into bytes.  0 or -1. */
-static int parse_size(const char *s, uint64_t *ret)
-{
-    static const char units[] = "KMGT";
-    char *end;
-    errno = 0;
-    unsigned long long v = strtoull(s, &end, 10);
-    if (s[0] < '0' || s[0] > '9' || errno)
-        return -1;
-    if (*end) {
-        const char *u = strchr(units, end[0] & ~0x20);
-        if (!u || end[1])
-            return -1;
-        for (const char *k = units; k <= u; k++) {
-            if (v > UINT64_MAX / 1024)
-                return -1;
-            v *= 1024;
-        }
-    }
-    *ret = v;
-    return 0;
-}
-
-/* Read value into cfg as option o says.  0, or -1 after printing why. */
-static int apply(const opt_def_t *o, const char *value, tw_config_t *cfg)
-{
-    void *field = (char *)cfg + o->field;
-    switch (o->kind) {
-    case OPT_STR:
-    case OPT_LIST: {
-        size_t len = value ? strlen(value) : 0;
-        if (len == 0 || len > o->max) {
-            fprintf(stderr, "taskq-worker: --%s wants 1 to %" PRIu32 " bytes\n", o->name, o->max);
-            return -1;
-        }
-        if (o->kind == OPT_STR) {
-            *(const char **)field = value;
-            return 0;
-        }
-        size_t *n = (size_t *)((char *)cfg + o->count);
-        if (*n == o->min) {
-            fprintf(stderr, "taskq-worker: at most %" PRIu32 " --%s options\n", o->min, o->name);
-            return -1;
-        }
-        ((const char **)field)[(*n)++] = value;
-        return 0;
-    }
-    case OPT_FLAG:
-        *(bool *)field = true;
-        return 0;
-    case OPT_UINT: {
-        char *end;
-        errno = 0;
-        unsigned long long v = strtoull(value, &end, 10);
-        if (value[0] < '0' || value[0] > '9' || *end || errno || v < o->min || v > o->max) {
-            fprintf(stderr,
-                    "taskq-worker: --%s wants a whole number from %" PRIu32 " to %" PRIu32
-                    ", not '%s'\n",
-                    o->name, o->min, o->max, value);
-            return -1;
-        }
-        *(uint32_t *)field = (uint32_t)v;
-        return 0;
-    }
-    case OPT_SIZE:
-        if (parse_size(value, (uint64_t *)field) < 0) {
-            fprintf(stderr, "taskq-worker: --%s wants a size such as 512M or 2G, not '%s'\n",
-                    o->name, value);
-            return -1;
-        }
-        return 0;
-    case OPT_LEVEL:
-        if (tq_log_parse_level(value, &tq_log_level) == 0) {
-            *(const char **)field = value;
-            return 0;
-        }
-        fprintf(stderr, "taskq-worker: --%s wants one of %s, not '%s'\n", o->name, o->help, value);
-        return -1;
-    default:
-        return 0;
-    }
-}
+static const tq_optspec_t spec = {
+    .prog = "taskq-worker",
+    .opts = opts,
+    .n_opts = sizeof opts / sizeof opts[0],
+    .synopsis = "Usage: taskq-worker [OPTION]... (--load PLUGIN.so | --exec)...\n"
+                "Run a pool of processes that take tasks from a taskq broker.\n\n",
+    .epilog = epilog,
+    .width = 30,
+    .version = "taskq-worker " TASKQ_VERSION_STRING,
+};
 
 static bool ends_with(const char *s, const char *suffix)
 {
@@ -241,58 +130,10 @@ static int read_keys(tw_config_t *cfg)
     return -1;
 }
 
-/* Fill cfg from the defaults, the environment and argv.  Returns -1 to go
- * on, or the exit code to leave with (EX_OK after --help or --version). */
-static int parse_args(int argc, char **argv, tw_config_t *cfg)
+/* After the options: the environment's broker, and what the options must
+ * say together.  Returns -1 to go on, or EX_USAGE after saying why. */
+static int check_config(tw_config_t *cfg, bool check)
 {
-    struct option longopts[N_OPTS + 1];
-    char shortopts[2 * N_OPTS + 2] = ":";
-    size_t ns = 1;
-    memset(cfg, 0, sizeof *cfg);
-    cfg->argv0 = argv[0];
-    for (size_t i = 0; i < N_OPTS; i++) {
-        const opt_def_t *o = &opts[i];
-        longopts[i] = (struct option){o->name, o->arg ? required_argument : no_argument, NULL,
-                                      o->short_name ? o->short_name : 256 + (int)i};
-        if (o->short_name) {
-            shortopts[ns++] = (char)o->short_name;
-            if (o->arg)
-                shortopts[ns++] = ':';
-        }
-        if (o->def && apply(o, o->def, cfg) < 0)
-            return EX_SOFTWARE;
-    }
-    longopts[N_OPTS] = (struct option){0};
-    shortopts[ns] = '\0';
-
-    int c;
-    opterr = 0;
-    while ((c = getopt_long(argc, argv, shortopts, longopts, NULL)) != -1) {
-        if (c == '?' || c == ':') {
-            fprintf(stderr, "taskq-worker: %s '%s'; see taskq-worker --help\n",
-                    c == '?' ? "unknown option" : "missing value for", argv[optind - 1]);
-            return EX_USAGE;
-        }
-        const opt_def_t *o = NULL;
-        for (size_t i = 0; i < N_OPTS && !o; i++)
-            if (c == (opts[i].short_name ? opts[i].short_name : 256 + (int)i))
-                o = &opts[i];
-        if (o->kind == OPT_HELP) {
-            usage(stdout);
-            return EX_OK;
-        }
-        if (o->kind == OPT_VERSION) {
-            printf("taskq-worker %s\n", TASKQ_VERSION_STRING);
-            return EX_OK;
-        }
-        if (apply(o, optarg, cfg) < 0)
-            return EX_USAGE;
-    }
-    if (optind < argc) {
-        fprintf(stderr, "taskq-worker: unexpected argument '%s'; see taskq-worker --help\n",
-                argv[optind]);
-        return EX_USAGE;
-    }
     if (!cfg->broker) {
         const char *env = getenv("TASKQ_BROKER");
         cfg->broker = env && env[0] ? env : TASKQ_DEFAULT_ENDPOINT;
@@ -303,6 +144,14 @@ static int parse_args(int argc, char **argv, tw_config_t *cfg)
     }
     if (read_keys(cfg) < 0)
         return EX_USAGE;
+    /* A plugin named by its path must be there (dlopen searches for others). */
+    for (size_t i = 0; check && i < cfg->n_plugins; i++) {
+        if (strchr(cfg->plugins[i], '/') && access(cfg->plugins[i], R_OK) != 0) {
+            fprintf(stderr, "taskq-worker: --load: cannot read %s: %s\n", cfg->plugins[i],
+                    strerror(errno));
+            return EX_USAGE;
+        }
+    }
     return -1;
 }
 
@@ -365,14 +214,9 @@ static int supervise(tw_pool_t *pool, int sig_fd, const tw_config_t *cfg)
     return 0;
 }
 
-int main(int argc, char **argv)
+/* Run the pool until it is stopped.  Returns the exit code. */
+static int run(const tw_config_t *cfg)
 {
-    tw_config_t cfg;
-    int code = parse_args(argc, argv, &cfg);
-    if (code >= 0)
-        return code;
-    if (cfg.executor)
-        return tw_executor_main(&cfg);
 
     /* The stop signals are read from a signalfd by this thread; the slots'
      * threads inherit the blocked mask.  Writes to a dead executor's pipe
@@ -387,30 +231,47 @@ int main(int argc, char **argv)
         TQ_LOG(LOG_ERR, "cannot set up signals: %s", strerror(errno));
         return EX_OSERR;
     }
-    if (cfg.curve_key)
+    if (cfg->curve_key)
         TQ_LOG(LOG_NOTICE, "CurveZMQ on: this pool's public key is %s", public_z85);
     tw_pool_t *pool = NULL;
-    code = tw_pool_new(&cfg, &pool);
+    int code = tw_pool_new(cfg, &pool);
     if (code == 0) {
         if (tw_pool_start(pool) != 0) {
             tw_pool_stop(pool);
             code = EX_OSERR;
         } else {
-            code = supervise(pool, sig_fd, &cfg);
+            code = supervise(pool, sig_fd, cfg);
         }
         int joined = tw_pool_join(pool);
         if (code == 0)
             code = joined;
-        if (code == EX_NOPERM && cfg.curve_key)
+        if (code == EX_NOPERM && cfg->curve_key)
             TQ_LOG(LOG_ERR, "the broker at %s refused this pool's key (public key %s); its "
                    "administrator can let it in by adding the key's .pub file to the broker's "
-                   "--allow-workers directory", cfg.broker, public_z85);
+                   "--allow-workers directory", cfg->broker, public_z85);
         else if (code == EX_NOPERM)
             TQ_LOG(LOG_ERR, "the broker at %s refused this pool (a broker on another host "
-                   "wants CURVE keys: --curve-server-key and --curve-key)", cfg.broker);
+                   "wants CURVE keys: --curve-server-key and --curve-key)", cfg->broker);
         tw_pool_destroy(&pool);
         TQ_LOG(LOG_NOTICE, "taskq-worker stopped");
     }
     close(sig_fd);
+    return code;
+}
+
+int main(int argc, char **argv)
+{
+    tw_config_t cfg = {.argv0 = argv[0]};
+    tq_opts_t st;
+    int code = tq_opts_parse(&spec, &st, argc, argv, &cfg);
+    if (code < 0)
+        code = check_config(&cfg, st.check);
+    if (code < 0 && st.check) {
+        puts("taskq-worker: configuration ok");
+        code = EX_OK;
+    }
+    if (code < 0)
+        code = cfg.executor ? tw_executor_main(&cfg) : run(&cfg);
+    tq_opts_fini(&st);
     return code;
 }
