@@ -491,7 +491,12 @@ int tqd_broker_bind(tqd_broker_t *b, const char *endpoint, char *ret, size_t cap
     /* The socket file is created with the umask: make it no more open
      * than ipc_mode from the start, then set the mode and group. */
     mode_t old = ipc ? umask(~(mode_t)b->cfg.ipc_mode & 0777) : 0;
-    int rc = zmq_bind(b->sock, endpoint) < 0 ? -errno : 0;
+    /* A signal while ZeroMQ processes its socket's commands, before it
+     * does anything, gives EINTR: binding again is safe. */
+    int rc, tries = 0;
+    while ((rc = zmq_bind(b->sock, endpoint) < 0 ? -errno : 0) == -EINTR && ++tries < 100 &&
+           !tqd_os_stopping())
+        ;
     if (ipc)
         umask(old);
     size_t len = cap;

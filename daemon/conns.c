@@ -26,6 +26,26 @@ enum {
 #define EVENTS_PER_SERVE 1024
 #define DOOM_DELAY_MS 100 /* time for the last ERROR to go out before a drop */
 
+/* A signal while ZeroMQ processes a socket's pending commands, before the
+ * call does anything, gives EINTR: these calls are made again. */
+static int monitor(void *sock)
+{
+    int rc, tries = 0;
+    while ((rc = zmq_socket_monitor(sock, MONITOR_EP,
+                                    ZMQ_EVENT_ACCEPTED | ZMQ_EVENT_DISCONNECTED)) < 0 &&
+           errno == EINTR && ++tries < 100)
+        ;
+    return rc;
+}
+
+static int connect_events(void *mon)
+{
+    int rc, tries = 0;
+    while ((rc = zmq_connect(mon, MONITOR_EP)) < 0 && errno == EINTR && ++tries < 100)
+        ;
+    return rc;
+}
+
 int tqd_conns_open(tqd_conns_t *c, void *zctx, void *sock, uint32_t handshake_ms,
                    uint32_t max_connections, uint32_t max_malformed)
 {
@@ -39,12 +59,15 @@ int tqd_conns_open(tqd_conns_t *c, void *zctx, void *sock, uint32_t handshake_ms
      * dropping (and counting). */
     c->next_due = UINT64_MAX;
     int ivl = (int)handshake_ms + 1000, zero = 0;
-    if (zmq_setsockopt(sock, ZMQ_HANDSHAKE_IVL, &ivl, sizeof ivl) < 0 ||
-        zmq_socket_monitor(sock, MONITOR_EP, ZMQ_EVENT_ACCEPTED | ZMQ_EVENT_DISCONNECTED) < 0 ||
-        !(c->mon = zmq_socket(zctx, ZMQ_PAIR)) ||
-        zmq_setsockopt(c->mon, ZMQ_RCVHWM, &zero, sizeof zero) < 0 ||
-        zmq_setsockopt(c->mon, ZMQ_LINGER, &zero, sizeof zero) < 0 ||
-        zmq_connect(c->mon, MONITOR_EP) < 0) {
+    int rc = zmq_setsockopt(sock, ZMQ_HANDSHAKE_IVL, &ivl, sizeof ivl);
+    if (rc == 0)
+        rc = monitor(sock);
+    if (rc == 0 && (!(c->mon = zmq_socket(zctx, ZMQ_PAIR)) ||
+                    zmq_setsockopt(c->mon, ZMQ_RCVHWM, &zero, sizeof zero) < 0 ||
+                    zmq_setsockopt(c->mon, ZMQ_LINGER, &zero, sizeof zero) < 0 ||
+                    connect_events(c->mon) < 0))
+        rc = -1;
+    if (rc < 0) {
         int err = errno;
         TQ_LOG(LOG_ERR, "cannot monitor the connections: %s", zmq_strerror(err));
         tqd_conns_close(c);

@@ -55,27 +55,6 @@ static pid_t worker(const char *const *args)
 
 /* ---- many tasks over several workers -------------------------------- */
 
-struct squares {
-    size_t wrong;
-    uint8_t arg[16];
-};
-
-static int sq_input(size_t i, const void **arg, size_t *len, void *ud)
-{
-    struct squares *s = ud;
-    *len = th_pack_int((int64_t)i, s->arg, sizeof s->arg);
-    *arg = s->arg;
-    return 0;
-}
-
-static int sq_output(size_t i, int code, const void *data, size_t len, void *ud)
-{
-    struct squares *s = ud;
-    int64_t v;
-    if (code != 0 || th_unpack_int(data, len, &v) != 0 || v != (int64_t)(i * i))
-        s->wrong++;
-    return 0;
-}
 
 START_TEST(test_ten_thousand_over_three_workers)
 {
@@ -85,9 +64,9 @@ START_TEST(test_ten_thousand_over_three_workers)
     taskq_client_t *c = client();
     ck_assert_int_eq(th_wait_workers(c, 3, 10000), 0);
 
-    struct squares s = {0};
+    th_squares_t s = {0};
     taskq_map_opts_t mo = {.window = 1000};
-    ck_assert_code(taskq_map(c, "square", 10000, sq_input, sq_output, &s, &mo), 0);
+    ck_assert_code(taskq_map(c, "square", 10000, th_sq_input, th_sq_output, &s, &mo), 0);
     ck_assert_uint_eq(s.wrong, 0);
 
     uint64_t done = 0;

@@ -1042,28 +1042,6 @@ out:
     return NULL;
 }
 
-/* The map's tasks: square(i). */
-struct squares {
-    size_t wrong;
-    uint8_t arg[16];
-};
-
-static int sq_input(size_t i, const void **arg, size_t *len, void *ud)
-{
-    struct squares *s = ud;
-    *len = th_pack_int((int64_t)i, s->arg, sizeof s->arg);
-    *arg = s->arg;
-    return 0;
-}
-
-static int sq_output(size_t i, int code, const void *data, size_t len, void *ud)
-{
-    struct squares *s = ud;
-    int64_t v;
-    if (code != 0 || th_unpack_int(data, len, &v) != 0 || v != (int64_t)(i * i))
-        s->wrong++;
-    return 0;
-}
 
 /* The resident memory a broker may keep after the attack.  The broker in
  * memory holds ~1,000 tasks and a few hundred connections, which take a
@@ -1280,12 +1258,12 @@ START_TEST(test_hostile_peer)
     ck_assert_int_eq(pthread_create(&flood_thread, NULL, flood_main, &fl), 0);
 
     /* Maps of MAP_N tasks, as long as the flood lasts (at most 50). */
-    struct squares sq = {0};
+    th_squares_t sq = {0};
     taskq_map_opts_t mo = {.window = 200, .timeout_ms = 30000};
     int64_t t_map = th_now_ms();
     unsigned rounds = 0;
     do {
-        ck_assert_code(taskq_map(c, "square", MAP_N, sq_input, sq_output, &sq, &mo), 0);
+        ck_assert_code(taskq_map(c, "square", MAP_N, th_sq_input, th_sq_output, &sq, &mo), 0);
         ck_assert_uint_eq(sq.wrong, 0);
         rounds++;
     } while (!atomic_load(&fl.done) && rounds < 50);

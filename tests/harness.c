@@ -806,3 +806,20 @@ uint64_t th_result_uint(taskq_future_t *f)
     ck_assert_int_eq(th_unpack_uint(r, len, &v), 0);
     return v;
 }
+
+int th_sq_input(size_t i, const void **arg, size_t *len, void *squares)
+{
+    th_squares_t *s = squares;
+    *len = th_pack_int((int64_t)i, s->arg, sizeof s->arg);
+    *arg = s->arg;
+    return 0;
+}
+
+int th_sq_output(size_t i, int code, const void *data, size_t len, void *squares)
+{
+    th_squares_t *s = squares;
+    int64_t v;
+    if (code != 0 || th_unpack_int(data, len, &v) != 0 || v != (int64_t)(i * i))
+        s->wrong++;
+    return 0;
+}

@@ -210,6 +210,15 @@ size_t th_pack_int(int64_t v, uint8_t *buf, size_t cap);
 int th_unpack_int(const void *buf, size_t len, int64_t *ret);
 int th_unpack_uint(const void *buf, size_t len, uint64_t *ret);
 
+/* A taskq_map over square(i) (test_worker's "square"): th_sq_input makes
+ * the argument i, th_sq_output counts the results that are not i*i. */
+typedef struct th_squares {
+    size_t wrong;    /* results missing or wrong */
+    uint8_t arg[16]; /* the argument being made */
+} th_squares_t;
+int th_sq_input(size_t i, const void **arg, size_t *len, void *squares);
+int th_sq_output(size_t i, int code, const void *data, size_t len, void *squares);
+
 /* Submit fn(v) on c with opts (may be NULL); the test fails if that is
  * refused.  The caller owns the future. */
 taskq_future_t *th_submit_int(taskq_client_t *c, const char *fn, int64_t v,
