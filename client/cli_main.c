@@ -315,7 +315,9 @@ int cli_connect(const cli_ctx_t *ctx, taskq_client_t **ret)
                        "key?",
                   ctx->broker, within, ctx->curve_server_key);
     else if (rc == TASKQ_ETIMEDOUT || rc == TASKQ_ECLOSED)
-        cli_error(ctx, "no answer from %s within %s — is taskqd running?", ctx->broker, within);
+        cli_error(ctx, "no answer from %s within %s — is taskqd running? (if it uses CURVE: "
+                       "--curve-server-key and --curve-key)",
+                  ctx->broker, within);
     else if (rc == TASKQ_EDENIED && curve)
         cli_error(ctx, "the broker at %s refused this key (%s, public key %s); the broker's "
                        "administrator can let it in by adding its .pub file to the broker's "

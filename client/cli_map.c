@@ -211,8 +211,11 @@ static bool array_has(const msgpack_object *o, const char *s)
     return false;
 }
 
+#define CREDIT_UNKNOWN UINT64_MAX /* the broker shows workers to admins only */
+
 /* The credit of the workers connected now that serve exec on queue, from
- * the broker's statistics; 0 if none or unknown. */
+ * the broker's statistics; 0 if none or the statistics cannot be had,
+ * CREDIT_UNKNOWN if this client may not see the workers. */
 static uint64_t exec_credit(taskq_client_t *c, int32_t timeout_ms, const char *queue)
 {
     void *buf;
@@ -224,6 +227,9 @@ static uint64_t exec_credit(taskq_client_t *c, int32_t timeout_ms, const char *q
     uint64_t sum = 0;
     size_t off = 0;
     if (msgpack_unpack_next(&up, buf, len, &off) == MSGPACK_UNPACK_SUCCESS) {
+        const msgpack_object *admin = map_get(&up.data, "admin");
+        if (admin && admin->type == MSGPACK_OBJECT_BOOLEAN && !admin->via.boolean)
+            sum = CREDIT_UNKNOWN; /* the worker list is for admins */
         const msgpack_object *list = map_get(&up.data, "worker_list");
         for (uint32_t i = 0; list && list->type == MSGPACK_OBJECT_ARRAY &&
                              i < list->via.array.size; i++) {
@@ -538,7 +544,9 @@ static int map_main(map_t *m, const char *joblog, bool resume, int bar)
 
     if (m->jobs == 0) {
         uint64_t credit = exec_credit(m->c, m->ctx->connect_timeout_ms, m->task.queue);
-        if (credit == 0)
+        if (credit == CREDIT_UNKNOWN)
+            credit = 0; /* not shown to this client: the minimum window */
+        else if (credit == 0)
             cli_error(m->ctx, "no worker serves exec on queue \"%s\" now; the jobs wait for "
                               "one (taskq-worker --exec)",
                       m->task.queue);

@@ -763,7 +763,9 @@ START_TEST(test_no_broker)
         {"wait", "1"},  {"cancel", "1"}, {"failed"},      {"retry", "1"},
     };
     char want[300];
-    snprintf(want, sizeof want, "taskq: no answer from %s within 1 s — is taskqd running?\n",
+    snprintf(want, sizeof want,
+             "taskq: no answer from %s within 1 s — is taskqd running? (if it uses CURVE: "
+             "--curve-server-key and --curve-key)\n",
              broker.endpoint);
     for (size_t i = 0; i < sizeof cmds / sizeof cmds[0]; i++) {
         result_t *r = TQ("--connect-timeout", "1", cmds[i][0], cmds[i][1]);
