@@ -2144,6 +2144,58 @@ START_TEST(test_exec_local)
 }
 END_TEST
 
+/* ---- 9. Revoking keys ------------------------------------------------------ */
+
+/* Removing a key's .pub and SIGHUP: the broker re-reads the allow-lists;
+ * the connected worker and client with that key are told DENIED and
+ * forgotten, and the key cannot come back; the other keys go on. */
+START_TEST(test_curve_revoke)
+{
+    curve_broker(false, NULL);
+    const char *ep = broker.endpoint;
+    taskq_client_t *admin = kclient(ep, "admin1", 10000, false);
+    ck_assert_code(taskq_client_ping(admin, 5000, NULL, NULL), 0);
+    wthread_t w1;
+    wthread_start(&w1, ep, "worker1");
+    ck_assert_int_eq(th_wait_workers(admin, 1, 10000), 0);
+    taskq_client_t *c1 = kclient(ep, "client1", 10000, false);
+    taskq_future_t *f = th_submit_int(c1, "square", 9, NULL);
+    ck_assert_code(taskq_future_wait(f, 10000), 0);
+    ck_assert_int_eq(th_result_int(f), 81);
+    taskq_future_destroy(&f);
+
+    char path[400];
+    snprintf(path, sizeof path, "%s/workers/worker1.pub", kdir);
+    ck_assert_int_eq(unlink(path), 0);
+    snprintf(path, sizeof path, "%s/clients/client1.pub", kdir);
+    ck_assert_int_eq(unlink(path), 0);
+    ck_assert_int_eq(kill(broker.pid, SIGHUP), 0);
+
+    /* The worker's run ends DENIED; the broker counts no worker. */
+    int rc = 1;
+    for (int64_t end = th_now_ms() + 10000; rc == 1 && th_now_ms() < end;)
+        rc = wthread_wait(&w1, 50);
+    wthread_stop(&w1);
+    ck_assert_msg(rc == TASKQ_EDENIED, "the revoked worker's run returned %s",
+                  rc == 1 ? "nothing" : taskq_errname(rc));
+    ck_assert_uint_eq(stat_of(admin, "workers"), 0);
+
+    /* The connected client is refused from now on, and so is a new one. */
+    ck_assert_code(taskq_client_ping(c1, 5000, NULL, NULL), TASKQ_EDENIED);
+    taskq_client_t *again = kclient(ep, "client1", 10000, false);
+    ck_assert_code(taskq_client_ping(again, 5000, NULL, NULL), TASKQ_EDENIED);
+    ck_assert_uint_ge(stat_of(admin, "keys_refused"), 1);
+
+    /* The other keys are untouched. */
+    taskq_client_t *c2 = kclient(ep, "client2", 10000, false);
+    ck_assert_code(taskq_client_ping(c2, 5000, NULL, NULL), 0);
+    taskq_client_destroy(&c2);
+    taskq_client_destroy(&again);
+    taskq_client_destroy(&c1);
+    taskq_client_destroy(&admin);
+}
+END_TEST
+
 /* ---- 8. Local workers without CURVE ------------------------------------ */
 
 static int noop_handler(taskq_task_t *t, void *userdata)
@@ -2211,6 +2263,7 @@ int main(void)
 {
     const th_case_t cases[] = {
         {"local_workers", test_local_workers, 60, setup, teardown},
+        {"curve_revoke", test_curve_revoke, 60, setup, keys_teardown},
         {"hostile_peer", test_hostile_peer, 90, setup, teardown},
         {"curve_roles", test_curve_roles, 60, setup, keys_teardown},
         {"curve_encrypted", test_curve_encrypted, 60, setup, keys_teardown},
